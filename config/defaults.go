@@ -1,0 +1,115 @@
+package config
+
+import "time"
+
+// Urgencies, lowest first.
+const (
+	UrgencyLow    = "low"
+	UrgencyNormal = "normal"
+	UrgencyHigh   = "high"
+	UrgencyUrgent = "urgent"
+)
+
+// channelNames lists the channels inroute has connectors for, in the order
+// messages about them are listed.
+var channelNames = []string{"email", "sms", "voice", "telegram", "messenger", "wechat", "webchat", "app"}
+
+var urgencyNames = []string{UrgencyLow, UrgencyNormal, UrgencyHigh, UrgencyUrgent}
+
+// defaultGuidance follows the wallet's published contact guidance: phone for
+// urgent problems, website and in-app chat for quick real-time help, social
+// media for slower contact, and e-mail, the slowest, for detailed problems
+// that are not urgent. SMS is not in that guidance and is treated like
+// social media.
+func defaultGuidance() map[string]ChannelGuidance {
+	return map[string]ChannelGuidance{
+		"voice":     {Urgency: UrgencyUrgent, Note: "Phone: for urgent problems."},
+		"webchat":   {Urgency: UrgencyHigh, Note: "Website chat: quick, real-time help."},
+		"app":       {Urgency: UrgencyHigh, Note: "In-app chat: quick, real-time help."},
+		"sms":       {Urgency: UrgencyNormal, Note: "Text message: not in the published guidance; handled like social media."},
+		"telegram":  {Urgency: UrgencyNormal, Note: "Social media: for slower contact."},
+		"messenger": {Urgency: UrgencyNormal, Note: "Social media: for slower contact."},
+		"wechat":    {Urgency: UrgencyNormal, Note: "Social media: for slower contact."},
+		"email":     {Urgency: UrgencyLow, Note: "E-mail: for detailed problems that are not urgent; the slowest to be answered."},
+	}
+}
+
+// Defaults, also listed on the fields they apply to.
+const (
+	defaultDataDir          = "./data"
+	defaultLogLevel         = "info"
+	defaultLogFormat        = "auto"
+	defaultEmbeddedListen   = "127.0.0.1:-1"
+	defaultSync             = "always"
+	defaultDuplicateWindow  = Duration(time.Hour)
+	defaultInboundMaxAge    = Duration(7 * day)
+	defaultEventsMaxAge     = Duration(7 * day)
+	defaultDeadLetterMaxAge = Duration(30 * day)
+	defaultReplicas         = 1
+	defaultReconnectWait    = Duration(250 * time.Millisecond)
+	defaultPublishTimeout   = Duration(5 * time.Second)
+	defaultHTTPListen       = "127.0.0.1:8080"
+	defaultShutdownTimeout  = Duration(15 * time.Second)
+	defaultQueue            = "general"
+	defaultMaxBody          = ByteSize(64 << 10)
+)
+
+// Default returns the configuration of an empty config.yaml: every default
+// applied, no apps (the app connector is off) and no agents.
+func Default() *Config {
+	c := &Config{}
+	c.applyDefaults()
+	return c
+}
+
+// applyDefaults replaces zero values by defaults. It runs after decoding,
+// so "not written", "written empty" and "${VAR} with VAR unset" all mean
+// the same thing: the default.
+func (c *Config) applyDefaults() {
+	setDefault(&c.DataDir, defaultDataDir)
+	setDefault(&c.Log.Level, defaultLogLevel)
+	setDefault(&c.Log.Format, defaultLogFormat)
+
+	n := &c.NATS
+	setDefault(&n.Embedded.Listen, defaultEmbeddedListen)
+	setDefault(&n.Embedded.Sync, defaultSync)
+	setDefault(&n.Streams.DuplicateWindow, defaultDuplicateWindow)
+	setDefault(&n.Streams.InboundMaxAge, defaultInboundMaxAge)
+	setDefault(&n.Streams.EventsMaxAge, defaultEventsMaxAge)
+	setDefault(&n.Streams.DeadLetterMaxAge, defaultDeadLetterMaxAge)
+	setDefault(&n.Streams.Replicas, defaultReplicas)
+	setDefault(&n.ReconnectWait, defaultReconnectWait)
+	setDefault(&n.PublishTimeout, defaultPublishTimeout)
+
+	setDefault(&c.HTTP.Listen, defaultHTTPListen)
+	setDefault(&c.HTTP.ShutdownTimeout, defaultShutdownTimeout)
+
+	setDefault(&c.Routing.DefaultQueue, defaultQueue)
+	if c.Routing.Channels == nil {
+		c.Routing.Channels = make(map[string]ChannelGuidance, len(channelNames))
+	}
+	for name, def := range defaultGuidance() {
+		g, ok := c.Routing.Channels[name]
+		switch {
+		case !ok:
+			g = def
+		case g.Urgency == "":
+			// Only an entry with neither urgency nor note takes the default
+			// note too: an admin's own note stays as written.
+			g.Urgency = def.Urgency
+			if g.Note == "" {
+				g.Note = def.Note
+			}
+		}
+		c.Routing.Channels[name] = g
+	}
+
+	setDefault(&c.Conns.App.MaxBody, defaultMaxBody)
+}
+
+func setDefault[T comparable](field *T, def T) {
+	var zero T
+	if *field == zero {
+		*field = def
+	}
+}
