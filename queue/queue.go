@@ -1,0 +1,126 @@
+// Package queue holds the unit of agent work on the QUEUES stream and the
+// pull that hands the most urgent, then oldest, item to an agent.
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/inroute/inroute/bus"
+	"github.com/inroute/inroute/message"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// ItemVersion is the version of Item's wire form.
+const ItemVersion = 1
+
+// Item is routed work waiting for an agent.
+type Item struct {
+	V       int             `json:"v"`
+	ID      string          `json:"id"`
+	Queue   string          `json:"queue"`
+	Urgency message.Urgency `json:"urgency"`
+	Topic   string          `json:"topic"`
+	// Explain says, in words, why the item went to this queue at this
+	// urgency: which rule fired on which words.
+	Explain      []string         `json:"explain"`
+	RulesVersion string           `json:"rules_version,omitempty"`
+	RoutedAt     time.Time        `json:"routed_at"`
+	Message      *message.Message `json:"message"`
+}
+
+// Subject is where the item is published.
+func (it *Item) Subject() string { return bus.QueueSubject(it.Queue, it.Urgency) }
+
+// DecodeItem reads and checks an item.
+func DecodeItem(data []byte) (*Item, error) {
+	var it Item
+	if err := json.Unmarshal(data, &it); err != nil {
+		return nil, fmt.Errorf("decode queue item: %w", err)
+	}
+	if it.V != ItemVersion {
+		return nil, fmt.Errorf("queue item version %d: %w", it.V, message.ErrUnsupportedVersion)
+	}
+	if it.Message == nil {
+		return nil, errors.New("queue item has no message")
+	}
+	if !it.Urgency.Valid() {
+		return nil, fmt.Errorf("queue item urgency %q is not valid", it.Urgency)
+	}
+	return &it, nil
+}
+
+// Puller hands out items, most urgent first and oldest first within an
+// urgency. It keeps one durable consumer per urgency level on the work-queue
+// stream, so an item is delivered to one caller at a time and removed only
+// when that caller acknowledges it.
+type Puller struct {
+	consumers []jetstream.Consumer // most urgent first
+	log       *zap.Logger
+}
+
+// ClaimWait is how long a fetched item stays reserved for the caller before
+// JetStream offers it to someone else; Next acknowledges well before that.
+const ClaimWait = 30 * time.Second
+
+// NewPuller creates (or finds) the agent consumers.
+func NewPuller(ctx context.Context, js jetstream.JetStream, log *zap.Logger) (*Puller, error) {
+	p := &Puller{log: log}
+	for i := len(message.Urgencies) - 1; i >= 0; i-- {
+		u := message.Urgencies[i]
+		c, err := js.CreateOrUpdateConsumer(ctx, bus.StreamQueues, jetstream.ConsumerConfig{
+			Durable:       bus.AgentConsumer(u),
+			Description:   "agent pulls of " + string(u) + " work",
+			FilterSubject: bus.QueueUrgencyFilter(u),
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       ClaimWait,
+			MaxAckPending: -1,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("agent consumer %s: %w", u, err)
+		}
+		p.consumers = append(p.consumers, c)
+	}
+	return p, nil
+}
+
+// Next claims the most urgent, then oldest, item. It returns (nil, nil)
+// when nothing waits. The item is removed from the queue only after the
+// server confirmed the claim, so a failure on the way leaves it queued.
+func (p *Puller) Next(ctx context.Context) (*Item, error) {
+	for _, c := range p.consumers {
+		for {
+			batch, err := c.FetchNoWait(1)
+			if err != nil {
+				return nil, fmt.Errorf("fetch queue item: %w", err)
+			}
+			var got jetstream.Msg
+			for m := range batch.Messages() {
+				got = m
+			}
+			if err := batch.Error(); err != nil && got == nil {
+				return nil, fmt.Errorf("fetch queue item: %w", err)
+			}
+			if got == nil {
+				break // this urgency is empty; try the next one
+			}
+			it, err := DecodeItem(got.Data())
+			if err != nil {
+				// A broken item must not block the queue forever; the
+				// router validated it, so this is a bug worth a loud log.
+				p.log.Error("dropping undecodable queue item", zap.String("subject", got.Subject()), zap.Error(err))
+				_ = got.Term()
+				continue
+			}
+			if err := got.DoubleAck(ctx); err != nil {
+				return nil, fmt.Errorf("claim item %s: %w", it.ID, err)
+			}
+			return it, nil
+		}
+	}
+	return nil, nil
+}

@@ -1,0 +1,354 @@
+package router_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/inroute/inroute/bus"
+	"github.com/inroute/inroute/bus/testbus"
+	"github.com/inroute/inroute/message"
+	"github.com/inroute/inroute/queue"
+	"github.com/inroute/inroute/router"
+	jetstream "github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+func guidance() *router.Guidance {
+	return &router.Guidance{
+		Queue:   "general",
+		Urgency: map[message.Channel]message.Urgency{message.Voice: message.Urgent, message.App: message.High, message.Email: message.Low},
+		Version: "test",
+	}
+}
+
+func msg(ch message.Channel, chID, text string) *message.Message {
+	return &message.Message{V: 1, ID: message.NewID(), Channel: ch, ChannelMessageID: chID,
+		ReceivedAt: time.Now().UTC(), From: message.Party{Address: "c-" + chID}, Text: text}
+}
+
+func publishAsync(t *testing.T, b *bus.Bus, msgs []*message.Message) {
+	t.Helper()
+	// In chunks: nats.go stalls beyond 4,000 unacknowledged async publishes.
+	for i, m := range msgs {
+		data, err := message.Encode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.JS.PublishAsync(bus.InboundSubject(m.Channel), data, jetstream.WithMsgID(m.DedupeKey())); err != nil {
+			t.Fatal(err)
+		}
+		if (i+1)%1000 == 0 || i == len(msgs)-1 {
+			select {
+			case <-b.JS.PublishAsyncComplete():
+			case <-time.After(30 * time.Second):
+				t.Fatal("publishes not acknowledged")
+			}
+		}
+	}
+}
+
+// countingDecider counts how often each message is decided, across stages.
+type countingDecider struct {
+	inner router.Decider
+	mu    sync.Mutex
+	seen  map[string]int
+	calls atomic.Int64
+}
+
+func (c *countingDecider) Decide(m *message.Message) router.Decision {
+	c.mu.Lock()
+	c.seen[m.ID]++
+	c.mu.Unlock()
+	c.calls.Add(1)
+	return c.inner.Decide(m)
+}
+
+func startStage(t *testing.T, b *bus.Bus, d router.Decider) (stop func()) {
+	t.Helper()
+	return startStageWith(t, b, d, router.Options{})
+}
+
+func startStageWith(t *testing.T, b *bus.Bus, d router.Decider, opt router.Options) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	st := router.New(b, d, zap.NewNop(), opt)
+	go func() { done <- st.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("stage: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Error("stage did not stop")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func streamMsgs(t *testing.T, b *bus.Bus, stream string) uint64 {
+	t.Helper()
+	n, err := countMsgs(b, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// countMsgs is streamMsgs for polls that must survive a reconnect.
+func countMsgs(b *bus.Bus, stream string) (uint64, error) {
+	st, err := b.JS.Stream(context.Background(), stream)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Msgs, nil
+}
+
+// readQueue reads every item on QUEUES without consuming it (a work-queue
+// stream allows no second consumer, so it reads by sequence).
+func readQueue(t *testing.T, b *bus.Bus, n int) []*queue.Item {
+	t.Helper()
+	ctx := context.Background()
+	st, err := b.JS.Stream(ctx, bus.StreamQueues)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var items []*queue.Item
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && len(items) < n; seq++ {
+		raw, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			continue // deleted
+		}
+		it, err := queue.DecodeItem(raw.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		items = append(items, it)
+	}
+	return items
+}
+
+func TestTwoStagesRouteEachMessageOnce(t *testing.T) {
+	srv := testbus.Start(t)
+	pub := srv.Connect(t)
+	const n = 10_000
+	msgs := make([]*message.Message, n)
+	for i := range msgs {
+		msgs[i] = msg(message.App, fmt.Sprintf("m-%d", i), "hello")
+	}
+	d := &countingDecider{inner: guidance(), seen: map[string]int{}}
+	// Two routers, each with its own connection, as two processes would.
+	startStage(t, testbus.Connect(t, srv.URL), d)
+	startStage(t, testbus.Connect(t, srv.URL), d)
+	publishAsync(t, pub, msgs)
+
+	testbus.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+		if got := streamMsgs(t, pub, bus.StreamQueues); got != n {
+			return fmt.Errorf("queue has %d items, want %d", got, n)
+		}
+		return nil
+	})
+	items := readQueue(t, pub, n+1)
+	if len(items) != n {
+		t.Fatalf("queue has %d items, want %d", len(items), n)
+	}
+	ids := map[string]bool{}
+	for _, it := range items {
+		if ids[it.ID] {
+			t.Fatalf("item %s enqueued twice", it.ID)
+		}
+		ids[it.ID] = true
+		if it.Queue != "general" || it.Urgency != message.High || it.RulesVersion != "test" || len(it.Explain) == 0 {
+			t.Fatalf("bad item %+v", it)
+		}
+	}
+	for _, m := range msgs {
+		if !ids[m.ID] {
+			t.Fatalf("message %s was never routed", m.ID)
+		}
+	}
+	// Each message decided once: no redelivery happened.
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.seen) != n {
+		t.Fatalf("decided %d distinct messages, want %d", len(d.seen), n)
+	}
+	for id, c := range d.seen {
+		if c != 1 {
+			t.Fatalf("message %s decided %d times", id, c)
+		}
+	}
+	// The router acks only after enqueueing: nothing is left pending.
+	cons, err := pub.JS.Consumer(context.Background(), bus.StreamInbound, bus.ConsumerRouter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testbus.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		info, err := cons.Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if info.NumAckPending != 0 || info.NumPending != 0 {
+			return fmt.Errorf("router consumer: %d ack pending, %d pending", info.NumAckPending, info.NumPending)
+		}
+		return nil
+	})
+}
+
+func TestUrgencyFromChannelGuidance(t *testing.T) {
+	srv := testbus.Start(t)
+	b := srv.Connect(t)
+	startStage(t, b, guidance())
+	in := []*message.Message{msg(message.Email, "e1", "mail"), msg(message.Voice, "v1", "call"), msg(message.SMS, "s1", "text")}
+	publishAsync(t, b, in)
+	testbus.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if got := streamMsgs(t, b, bus.StreamQueues); got != 3 {
+			return fmt.Errorf("%d items", got)
+		}
+		return nil
+	})
+	want := map[message.Channel]message.Urgency{message.Email: message.Low, message.Voice: message.Urgent, message.SMS: message.Normal}
+	for _, it := range readQueue(t, b, 3) {
+		if it.Urgency != want[it.Message.Channel] {
+			t.Errorf("%s: urgency %s, want %s", it.Message.Channel, it.Urgency, want[it.Message.Channel])
+		}
+	}
+}
+
+func TestUndecodableGoesToDeadLetter(t *testing.T) {
+	srv := testbus.Start(t)
+	b := srv.Connect(t)
+	startStage(t, b, guidance())
+	ctx := context.Background()
+	for _, bad := range [][]byte{[]byte("not json"), []byte(`{"v":7}`), []byte(`{"v":1,"id":"x"}`)} {
+		if _, err := b.Publish(ctx, bus.InboundSubject(message.App), bad, "", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := msg(message.App, "ok", "fine")
+	publishAsync(t, b, []*message.Message{good})
+	testbus.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if d, q := streamMsgs(t, b, bus.StreamDeadLetter), streamMsgs(t, b, bus.StreamQueues); d != 3 || q != 1 {
+			return fmt.Errorf("dead %d (want 3), queued %d (want 1)", d, q)
+		}
+		return nil
+	})
+	st, _ := b.JS.Stream(ctx, bus.StreamDeadLetter)
+	raw, err := st.GetMsg(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reason := raw.Header.Get(bus.HeaderDeadReason)
+	if reason == "" || raw.Header.Get(bus.HeaderOrigSubject) != "inbound.app" {
+		t.Fatalf("dead letter lacks reason or subject: %v", raw.Header)
+	}
+	if string(raw.Data) != `{"v":7}` {
+		t.Fatalf("dead letter changed the payload: %q", raw.Data)
+	}
+	t.Logf("reason: %s", reason)
+}
+
+func TestStopFinishesInFlightBatch(t *testing.T) {
+	srv := testbus.Start(t)
+	b := srv.Connect(t)
+	const n = 2000
+	msgs := make([]*message.Message, n)
+	for i := range msgs {
+		msgs[i] = msg(message.App, fmt.Sprintf("s-%d", i), "x")
+	}
+	publishAsync(t, b, msgs)
+	stop := startStage(t, b, guidance())
+	testbus.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
+		if streamMsgs(t, b, bus.StreamQueues) == 0 {
+			return fmt.Errorf("nothing routed yet")
+		}
+		return nil
+	})
+	stop()
+	// After a clean stop nothing may be left half done: every message the
+	// router took is either enqueued and acked, or still waiting unacked.
+	cons, _ := b.JS.Consumer(context.Background(), bus.StreamInbound, bus.ConsumerRouter)
+	info, err := cons.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued := streamMsgs(t, b, bus.StreamQueues)
+	if info.NumAckPending != 0 {
+		t.Fatalf("%d messages left unacked after stop", info.NumAckPending)
+	}
+	if queued+info.NumPending != n {
+		t.Fatalf("queued %d + pending %d != %d", queued, info.NumPending, n)
+	}
+	// A new stage routes the rest; nothing twice.
+	startStage(t, b, guidance())
+	testbus.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if got := streamMsgs(t, b, bus.StreamQueues); got != n {
+			return fmt.Errorf("%d queued", got)
+		}
+		return nil
+	})
+}
+
+// NATS goes away in the middle of routing and comes back: every message is
+// still routed exactly once (what was cut off mid-batch comes back after the
+// ack wait; the queue's duplicate window absorbs what was enqueued but not
+// acked).
+func TestBusRestartMidRouting(t *testing.T) {
+	srv := testbus.Start(t)
+	pub := srv.Connect(t)
+	const n = 3000
+	msgs := make([]*message.Message, n)
+	for i := range msgs {
+		msgs[i] = msg(message.App, fmt.Sprintf("r-%d", i), "x")
+	}
+	publishAsync(t, pub, msgs)
+	d := &countingDecider{inner: guidance(), seen: map[string]int{}}
+	startStageWith(t, testbus.Connect(t, srv.URL), d, router.Options{AckWait: time.Second, Batch: 64})
+	testbus.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
+		if d.calls.Load() == 0 {
+			return fmt.Errorf("nothing routed yet")
+		}
+		return nil
+	})
+	srv.Restart()
+	testbus.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+		got, err := countMsgs(pub, bus.StreamQueues)
+		if err != nil {
+			return err
+		}
+		if got != n {
+			return fmt.Errorf("%d queued, want %d", got, n)
+		}
+		return nil
+	})
+	items := readQueue(t, pub, n+1)
+	seen := map[string]bool{}
+	for _, it := range items {
+		if seen[it.ID] {
+			t.Fatalf("%s enqueued twice", it.ID)
+		}
+		seen[it.ID] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct items, want %d", len(seen), n)
+	}
+	t.Logf("decisions made: %d for %d messages (redeliveries after the restart)", d.calls.Load(), n)
+}
