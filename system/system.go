@@ -1,0 +1,321 @@
+// Package system assembles inroute's parts into a running process: the bus
+// (embedded or outside), the routing stage, the connectors and the HTTP API,
+// with an orderly start and a graceful stop.
+package system
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/inroute/inroute/api"
+	"github.com/inroute/inroute/bus"
+	"github.com/inroute/inroute/config"
+	"github.com/inroute/inroute/connectors"
+	"github.com/inroute/inroute/connectors/app"
+	"github.com/inroute/inroute/message"
+	"github.com/inroute/inroute/queue"
+	"github.com/inroute/inroute/router"
+	"github.com/nats-io/nats-server/v2/server"
+	"go.uber.org/zap"
+)
+
+// Role is a part of inroute a process runs.
+type Role uint8
+
+// The roles. Serve is all of them.
+const (
+	RoleRouter Role = 1 << iota
+	RoleAPI
+	RoleConnectors
+	RoleAll = RoleRouter | RoleAPI | RoleConnectors
+)
+
+// ErrNeedsBus means a part was started alone without a shared bus to join.
+var ErrNeedsBus = errors.New("nats.url (or INROUTE_NATS_URL) is required: a part started alone joins a shared NATS server")
+
+// Options says what to run.
+type Options struct {
+	Config *config.Config
+	Roles  Role
+	// Connectors limits RoleConnectors to these names; empty means every
+	// enabled connector.
+	Connectors []string
+	// HTTP overrides config http.listen; "-" disables the listener.
+	HTTP string
+	Log  *zap.Logger
+	// Name identifies the process on the bus.
+	Name string
+}
+
+// System is a running inroute process.
+type System struct {
+	cfg      *config.Config
+	log      *zap.Logger
+	embedded *server.Server
+	bus      *bus.Bus
+	httpSrv  *http.Server
+	ln       net.Listener
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errs   chan error
+	once   sync.Once
+}
+
+// Start brings the process up and returns once it serves. On error,
+// everything already started is stopped again.
+func Start(ctx context.Context, o Options) (_ *System, err error) {
+	cfg := o.Config
+	log := o.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &System{cfg: cfg, log: log, errs: make(chan error, 8)}
+	defer func() {
+		if err != nil {
+			s.stopBus()
+		}
+	}()
+	if err := s.startBus(ctx, o); err != nil {
+		return nil, err
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	mux := http.NewServeMux()
+	api.RegisterHealth(mux, s.bus.Ready)
+
+	if o.Roles&RoleRouter != 0 {
+		stage := router.New(s.bus, Guidance(cfg), log.Named("router"), router.Options{})
+		s.run("router", func() error { return stage.Run(runCtx) })
+	}
+	if o.Roles&RoleAPI != 0 {
+		puller, err := queue.NewPuller(ctx, s.bus.JS, log.Named("queue"))
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		agents := map[string]string{}
+		for _, a := range cfg.Agents {
+			agents[a.Name] = a.Token
+		}
+		(&api.Agents{Queue: puller, Tokens: api.NewTokens(agents), Log: log.Named("api")}).Register(mux)
+	}
+	if o.Roles&RoleConnectors != 0 {
+		conns, err := buildConnectors(cfg, o.Connectors, &connectors.Inbound{Bus: s.bus}, log)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		for _, c := range conns {
+			c.Register(mux)
+			s.run("connector "+c.Name(), func() error { return c.Run(runCtx) })
+		}
+	}
+
+	listen := cfg.HTTP.Listen
+	if o.HTTP != "" {
+		listen = o.HTTP
+	}
+	if listen != "-" {
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			cancel()
+			s.wg.Wait()
+			return nil, fmt.Errorf("http listen %s: %w", listen, err)
+		}
+		s.ln = ln
+		s.httpSrv = &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          zap.NewStdLog(log.Named("http")),
+		}
+		s.run("http", func() error {
+			if err := s.httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		log.Info("http listening", zap.String("addr", ln.Addr().String()))
+	}
+	return s, nil
+}
+
+func (s *System) startBus(ctx context.Context, o Options) error {
+	cfg := s.cfg
+	bo := bus.Options{
+		URL: cfg.NATS.URL, Name: o.Name, Logger: s.log.Named("bus"),
+		ReconnectWait: cfg.NATS.ReconnectWait.D(), PublishTimeout: cfg.NATS.PublishTimeout.D(),
+	}
+	if cfg.NATS.URL == "" {
+		if o.Roles != RoleAll {
+			return ErrNeedsBus
+		}
+		storeDir := filepath.Join(cfg.DataDir, "nats")
+		if err := os.MkdirAll(storeDir, 0o750); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+		eo := bus.EmbeddedOptions{Listen: cfg.NATS.Embedded.Listen, StoreDir: storeDir, MaxStore: cfg.NATS.Embedded.MaxStore.Int64(),
+			// The server's startup notices are many and rarely useful; its
+			// warnings and errors are.
+			Logger: s.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))}
+		if cfg.NATS.Embedded.Sync == "always" || cfg.NATS.Embedded.Sync == "" {
+			eo.SyncAlways = true
+		} else {
+			d, err := time.ParseDuration(cfg.NATS.Embedded.Sync)
+			if err != nil {
+				return fmt.Errorf("nats.embedded.sync: %w", err)
+			}
+			eo.SyncInterval = d
+		}
+		srv, err := bus.StartEmbedded(eo)
+		if err != nil {
+			return err
+		}
+		s.embedded = srv
+		bo.InProcess = srv
+		s.log.Info("embedded nats started", zap.String("store_dir", storeDir), zap.Bool("fsync_always", eo.SyncAlways),
+			zap.String("client_url", s.NATSURL()))
+	}
+	b, err := bus.Connect(ctx, bo)
+	if err != nil {
+		return err
+	}
+	s.bus = b
+	so := bus.StreamOptions{
+		DuplicateWindow: cfg.NATS.Streams.DuplicateWindow.D(), InboundMaxAge: cfg.NATS.Streams.InboundMaxAge.D(),
+		EventsMaxAge: cfg.NATS.Streams.EventsMaxAge.D(), DeadMaxAge: cfg.NATS.Streams.DeadLetterMaxAge.D(),
+		Replicas: cfg.NATS.Streams.Replicas,
+	}
+	if err := bus.EnsureStreams(ctx, b.JS, so); err != nil {
+		return err
+	}
+	return nil
+}
+
+// run starts a part in a goroutine the system owns; a part that fails
+// reports on Err.
+func (s *System) run(name string, fn func() error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := fn(); err != nil {
+			s.log.Error("part stopped", zap.String("part", name), zap.Error(err))
+			select {
+			case s.errs <- fmt.Errorf("%s: %w", name, err):
+			default:
+			}
+		}
+	}()
+}
+
+// Err reports the first part that failed while running.
+func (s *System) Err() <-chan error { return s.errs }
+
+// HTTPAddr is the address the API listens on ("" when it does not).
+func (s *System) HTTPAddr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// NATSURL is the embedded server's client URL for outside processes ("" when
+// the bus is outside or the embedded server does not listen).
+func (s *System) NATSURL() string {
+	if s.embedded == nil || s.embedded.Addr() == nil {
+		return ""
+	}
+	return s.embedded.ClientURL()
+}
+
+// Bus is the process's bus connection.
+func (s *System) Bus() *bus.Bus { return s.bus }
+
+// Shutdown stops taking new work, finishes what is in flight (open HTTP
+// requests, the router's current batch), then closes the bus.
+func (s *System) Shutdown(ctx context.Context) error {
+	var err error
+	s.once.Do(func() {
+		if s.httpSrv != nil {
+			if e := s.httpSrv.Shutdown(ctx); e != nil {
+				err = errors.Join(err, fmt.Errorf("http shutdown: %w", e))
+			}
+		}
+		s.cancel()
+		done := make(chan struct{})
+		go func() { s.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = errors.Join(err, fmt.Errorf("parts still running at shutdown deadline: %w", ctx.Err()))
+		}
+		s.stopBus()
+	})
+	return err
+}
+
+func (s *System) stopBus() {
+	if s.bus != nil {
+		if err := s.bus.Close(); err != nil {
+			s.log.Warn("bus close", zap.Error(err))
+		}
+	}
+	if s.embedded != nil {
+		s.embedded.Shutdown()
+		s.embedded.WaitForShutdown()
+	}
+}
+
+// Guidance builds the channel-guidance decider from config.
+func Guidance(cfg *config.Config) *router.Guidance {
+	g := &router.Guidance{
+		Queue:   cfg.Routing.DefaultQueue,
+		Urgency: map[message.Channel]message.Urgency{},
+		Notes:   map[message.Channel]string{},
+		Version: "guidance",
+	}
+	for ch, cg := range cfg.Routing.Channels {
+		g.Urgency[message.Channel(ch)] = message.Urgency(cg.Urgency)
+		g.Notes[message.Channel(ch)] = cg.Note
+	}
+	return g
+}
+
+// ConnectorNames lists the connectors this build knows.
+func ConnectorNames() []string { return []string{"app"} }
+
+func buildConnectors(cfg *config.Config, only []string, pub *connectors.Inbound, log *zap.Logger) ([]connectors.Connector, error) {
+	want := map[string]bool{}
+	for _, n := range only {
+		if !slices.Contains(ConnectorNames(), n) {
+			return nil, fmt.Errorf("unknown connector %q (known: %s)", n, strings.Join(ConnectorNames(), ", "))
+		}
+		want[n] = true
+	}
+	var out []connectors.Connector
+	if a := cfg.Conns.App; a.Enabled && (len(want) == 0 || want["app"]) {
+		apps := map[string]string{}
+		for _, x := range a.Apps {
+			apps[x.Name] = x.Token
+		}
+		out = append(out, app.New(pub, app.Options{Apps: apps, MaxBody: a.MaxBody.Int64()}, log.Named("app")))
+	} else if want["app"] {
+		return nil, errors.New("connector app is not enabled in config (connectors.app.enabled)")
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	return out, nil
+}
