@@ -92,6 +92,12 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
+	// fail stops what was started before the bus closes (deferred above).
+	fail := func(err error) (*System, error) {
+		cancel()
+		s.wg.Wait()
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	api.RegisterHealth(mux, s.bus.Ready)
 
@@ -102,8 +108,7 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 	if o.Roles&RoleAPI != 0 {
 		puller, err := queue.NewPuller(ctx, s.bus.JS, log.Named("queue"))
 		if err != nil {
-			cancel()
-			return nil, err
+			return fail(err)
 		}
 		agents := map[string]string{}
 		for _, a := range cfg.Agents {
@@ -114,8 +119,7 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 	if o.Roles&RoleConnectors != 0 {
 		conns, err := buildConnectors(cfg, o.Connectors, &connectors.Inbound{Bus: s.bus}, log)
 		if err != nil {
-			cancel()
-			return nil, err
+			return fail(err)
 		}
 		for _, c := range conns {
 			c.Register(mux)
@@ -130,9 +134,7 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 	if listen != "-" {
 		ln, err := net.Listen("tcp", listen)
 		if err != nil {
-			cancel()
-			s.wg.Wait()
-			return nil, fmt.Errorf("http listen %s: %w", listen, err)
+			return fail(fmt.Errorf("http listen %s: %w", listen, err))
 		}
 		s.ln = ln
 		s.httpSrv = &http.Server{

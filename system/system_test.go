@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -203,6 +205,9 @@ func TestOutsideNATSDownThenBack(t *testing.T) {
 	if status, _, _ := do(t, "GET", base+"/readyz", "", nil); status != 503 {
 		t.Fatalf("readyz with the bus down: %d", status)
 	}
+	if status, body, _ := do(t, "POST", base+"/v1/agent/next", agentToken, nil); status != 503 || !bytes.Contains(body, []byte(`"unavailable"`)) {
+		t.Fatalf("agent next with the bus down: %d %s", status, body)
+	}
 	srv.Restart()
 	var duringID string
 	testbus.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
@@ -302,4 +307,22 @@ func TestSeparateParts(t *testing.T) {
 	if status, _, _ := do(t, "POST", "http://"+apiSys.HTTPAddr()+"/v1/channels/app/messages", appToken, map[string]any{}); status != 404 && status != 405 {
 		t.Fatalf("api process answered the app endpoint: %d", status)
 	}
+}
+
+// A start that fails part way stops what it started and says why.
+func TestStartFailsCleanlyOnBusyPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg := testConfig(t)
+	cfg.HTTP.Listen = ln.Addr().String()
+	_, err = system.Start(context.Background(), system.Options{Config: cfg, Roles: system.RoleAll, Log: zaptest.NewLogger(t)})
+	if err == nil || !strings.Contains(err.Error(), "http listen") {
+		t.Fatalf("got %v, want an http listen error", err)
+	}
+	// The embedded server was stopped: the same data dir starts again.
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	start(t, cfg, system.RoleAll)
 }
