@@ -112,6 +112,11 @@ type Party struct {
 	Name    string `json:"name,omitempty"`
 	Email   string `json:"email,omitempty"`
 	Phone   string `json:"phone,omitempty"`
+	// EmailVerified and PhoneVerified say the channel checked them (the
+	// app confirmed the phone by SMS code, say). Only verified identities
+	// join contacts into one customer.
+	EmailVerified bool `json:"email_verified,omitempty"`
+	PhoneVerified bool `json:"phone_verified,omitempty"`
 }
 
 // Attachment describes a file; the bytes live elsewhere (URL or blob ref).

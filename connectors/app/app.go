@@ -95,6 +95,11 @@ type User struct {
 	Name  string `json:"name,omitempty"`
 	Email string `json:"email,omitempty"`
 	Phone string `json:"phone,omitempty"`
+	// EmailVerified and PhoneVerified: the app has confirmed them (a code
+	// sent to the phone, a link to the mailbox). Only verified ones make
+	// the customer's messages on other channels part of one history.
+	EmailVerified bool `json:"email_verified,omitempty"`
+	PhoneVerified bool `json:"phone_verified,omitempty"`
 }
 
 // Response is the 202 body.
@@ -167,11 +172,12 @@ func (c *Connector) normalize(appName string, req *Request) *message.Message {
 		Channel:          message.App,
 		ChannelMessageID: appName + "/" + req.MessageID,
 		ReceivedAt:       c.opt.Now().UTC(),
-		From:             message.Party{Address: req.User.ID, Name: req.User.Name, Email: req.User.Email, Phone: req.User.Phone},
-		To:               message.Party{Address: appName},
-		Text:             req.Text,
-		Attachments:      req.Attachments,
-		Language:         req.Language,
+		From: message.Party{Address: req.User.ID, Name: req.User.Name, Email: req.User.Email, Phone: req.User.Phone,
+			EmailVerified: req.User.EmailVerified, PhoneVerified: req.User.PhoneVerified},
+		To:          message.Party{Address: appName},
+		Text:        req.Text,
+		Attachments: req.Attachments,
+		Language:    req.Language,
 	}
 }
 
