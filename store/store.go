@@ -1,0 +1,322 @@
+// Package store is inroute's memory: contacts and their identities across
+// channels, conversations, every message in and out with its routing
+// decision, and an append-only event log. It defines what the router and
+// the agent API need; store/sqlite (the embedded default) and
+// store/postgres (for scale) provide it, both through store/sqlstore.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/inroute/inroute/message"
+)
+
+// Sentinel errors callers act on.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrConflict means the action does not fit the current state (merging
+	// a contact into itself, undoing a merge twice).
+	ErrConflict = errors.New("conflict")
+)
+
+// Identity kinds: how a contact can be reached or recognised.
+const (
+	KindEmail = "email"
+	KindPhone = "phone" // E.164
+	KindApp   = "app"   // "<app name>/<app user id>"
+	// Chat channels use the channel name as the kind: telegram,
+	// messenger, wechat, webchat.
+)
+
+// Identity is one address of a contact. A verified identity belongs to
+// exactly one contact; contacts that share a verified identity are one
+// customer and are merged.
+type Identity struct {
+	ContactID int64  `json:"contact_id"`
+	Kind      string `json:"kind"`
+	Value     string `json:"value"`
+	Verified  bool   `json:"verified"`
+}
+
+// Contact is a customer.
+type Contact struct {
+	ID         int64      `json:"id"`
+	Name       string     `json:"name"`
+	CreatedAt  time.Time  `json:"created_at"`
+	MergedInto int64      `json:"merged_into,omitempty"`
+	Identities []Identity `json:"identities"`
+}
+
+// Status of a conversation.
+type Status string
+
+// Conversation statuses. Open means any but resolved.
+const (
+	StatusQueued   Status = "queued"
+	StatusAssigned Status = "assigned"
+	StatusWaiting  Status = "waiting" // waiting on the customer
+	StatusResolved Status = "resolved"
+)
+
+// Open reports whether the conversation still wants work.
+func (s Status) Open() bool { return s != StatusResolved }
+
+// Conversation is the unit of agent work: one customer, one problem, any
+// number of messages on any channels.
+type Conversation struct {
+	ID        int64 `json:"id"`
+	ContactID int64 `json:"contact_id"`
+	// CustomerID is the root of the contact's merge group: the customer
+	// whose history this conversation is part of.
+	CustomerID int64           `json:"customer_id"`
+	Channel    message.Channel `json:"channel"`      // where it started
+	LastChan   message.Channel `json:"last_channel"` // of the latest customer message
+	Status     Status          `json:"status"`
+	Queue      string          `json:"queue"`
+	Urgency    message.Urgency `json:"urgency"`
+	Topic      string          `json:"topic"`
+	Assignee   string          `json:"assignee,omitempty"`
+	Subject    string          `json:"subject,omitempty"`
+	// RulesVersion is the routing rules version of the latest decision.
+	RulesVersion string    `json:"rules_version,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+	// QueuedAt orders waiting conversations oldest first.
+	QueuedAt         time.Time  `json:"queued_at"`
+	LastInboundAt    time.Time  `json:"last_inbound_at"`
+	ResolvedAt       *time.Time `json:"resolved_at,omitempty"`
+	FirstResponseDue *time.Time `json:"first_response_due,omitempty"`
+	NextResponseDue  *time.Time `json:"next_response_due,omitempty"`
+}
+
+// Token is the conversation's mark in e-mail subjects, e.g. "[#1234]".
+func (c *Conversation) Token() string { return fmt.Sprintf("[#%d]", c.ID) }
+
+// Direction of a message.
+type Direction string
+
+// Directions.
+const (
+	In  Direction = "in"
+	Out Direction = "out"
+)
+
+// Delivery statuses of outbound messages.
+const (
+	DeliveryQueued    = "queued"
+	DeliverySent      = "sent"
+	DeliveryDelivered = "delivered"
+	DeliveryFailed    = "failed"
+)
+
+// Decision is the routing decision kept with an inbound message.
+type Decision struct {
+	Queue        string          `json:"queue"`
+	Urgency      message.Urgency `json:"urgency"`
+	Topic        string          `json:"topic"`
+	Explain      []string        `json:"explain,omitempty"`
+	RulesVersion string          `json:"rules_version,omitempty"`
+	Tags         []string        `json:"tags,omitempty"`
+	AutoReply    string          `json:"auto_reply,omitempty"`
+}
+
+// Attachment is a file's metadata; the bytes live in the blob store (Ref
+// "sha256:<hex>") or at the channel's URL.
+type Attachment struct {
+	Name        string `json:"name,omitempty"`
+	ContentType string `json:"content_type,omitempty"`
+	Size        int64  `json:"size"`
+	Ref         string `json:"ref"`
+}
+
+// Message is a stored message, in or out.
+type Message struct {
+	ID               string          `json:"id"`
+	ConversationID   int64           `json:"conversation_id"`
+	ContactID        int64           `json:"contact_id"`
+	Direction        Direction       `json:"direction"`
+	Channel          message.Channel `json:"channel"`
+	ChannelMessageID string          `json:"channel_message_id"`
+	// FromKind/FromValue is the identity that wrote (inbound) or that the
+	// reply goes to (outbound): replies stay bound to it across merges.
+	FromKind    string            `json:"from_kind"`
+	FromValue   string            `json:"from_value"`
+	FromName    string            `json:"from_name,omitempty"`
+	To          string            `json:"to,omitempty"`
+	Subject     string            `json:"subject,omitempty"`
+	Text        string            `json:"text"`
+	HTML        string            `json:"html,omitempty"`
+	Attachments []Attachment      `json:"attachments,omitempty"`
+	Thread      message.Thread    `json:"thread,omitzero"`
+	Language    string            `json:"language,omitempty"`
+	Extra       map[string]string `json:"extra,omitempty"`
+	Decision    *Decision         `json:"decision,omitempty"`
+	// Threading says how the message found its conversation.
+	Threading      string    `json:"threading,omitempty"`
+	DeliveryStatus string    `json:"delivery_status,omitempty"`
+	DeliveryError  string    `json:"delivery_error,omitempty"`
+	ReceivedAt     time.Time `json:"received_at"`
+}
+
+// Event kinds in the log.
+const (
+	EventRouted      = "routed"
+	EventJoined      = "joined"
+	EventReopened    = "reopened"
+	EventEscalated   = "escalated"
+	EventClaimed     = "claimed"
+	EventReplied     = "replied"
+	EventTransferred = "transferred"
+	EventResolved    = "resolved"
+	EventReleased    = "released"
+	EventMerged      = "contacts_merged"
+	EventUnmerged    = "contacts_unmerged"
+	EventRulesReload = "rules_reloaded"
+)
+
+// Event is one line of the append-only log.
+type Event struct {
+	ID             int64           `json:"id"`
+	ConversationID int64           `json:"conversation_id,omitempty"`
+	ContactID      int64           `json:"contact_id,omitempty"`
+	Kind           string          `json:"kind"`
+	Actor          string          `json:"actor"`
+	At             time.Time       `json:"at"`
+	Data           json.RawMessage `json:"data,omitempty"`
+}
+
+// Inbound is one routed customer message to record.
+type Inbound struct {
+	Msg      *message.Message
+	Decision Decision
+	// Attachments replaces Msg.Attachments when the connector stored the
+	// bytes in the blob store (Ref "sha256:..."); nil keeps the channel's
+	// URLs as references.
+	Attachments []Attachment
+}
+
+// Result says what recording one inbound message did.
+type Result struct {
+	MessageID    string
+	Conversation Conversation
+	// Duplicate: the message was stored before (a redelivery); nothing
+	// changed and Conversation is its conversation as it is now.
+	Duplicate bool
+	// Joined: the message continued an existing conversation.
+	Joined bool
+	// Reopened: it continued a resolved conversation and reopened it.
+	Reopened bool
+	// Previous is the conversation's queue and urgency before this message
+	// (zero for a new conversation), so the caller can move its queue item.
+	PrevQueue   string
+	PrevUrgency message.Urgency
+	PrevStatus  Status
+	// Threading explains, in words, how the conversation was found.
+	Threading string
+}
+
+// QueueFilter selects waiting conversations.
+type QueueFilter struct {
+	Queue   string          // "" for every queue
+	Urgency message.Urgency // "" for every urgency
+	Limit   int             // 0 for 100
+}
+
+// PurgeStats counts what Purge removed.
+type PurgeStats struct {
+	Conversations int64
+	Messages      int64
+	Attachments   int64
+	Events        int64
+	Blobs         int64
+}
+
+// Store is what the router and the agent API need. Implementations are
+// safe for concurrent use by many goroutines and many processes.
+type Store interface {
+	// Record stores a batch of routed messages in one transaction: each
+	// message's contact (by identity), its conversation (threading) and
+	// the message itself with its decision, plus an event. A message
+	// already stored, by (channel, channel message id), is a Duplicate.
+	// Results are in the order of in.
+	Record(ctx context.Context, in []Inbound) ([]Result, error)
+
+	Conversation(ctx context.Context, id int64) (*Conversation, error)
+	// Messages of a conversation, oldest first, across channels.
+	Messages(ctx context.Context, conversationID int64) ([]Message, error)
+	// ContactConversations lists the conversations of a contact and of
+	// every contact merged into it, newest first.
+	ContactConversations(ctx context.Context, contactID int64) ([]Conversation, error)
+	// Waiting lists queued conversations, most urgent first, then oldest.
+	Waiting(ctx context.Context, f QueueFilter) ([]Conversation, error)
+
+	Contact(ctx context.Context, id int64) (*Contact, error)
+	// FindContacts finds the contacts with an identity whose value is v
+	// (an e-mail address, a phone number in any common format, a user id).
+	FindContacts(ctx context.Context, v string) ([]Contact, error)
+	// MergeContacts makes from (and whatever was merged into it) part of
+	// into. It returns the merge's id for UndoMerge.
+	MergeContacts(ctx context.Context, into, from int64, actor string) (int64, error)
+	UndoMerge(ctx context.Context, mergeID int64, actor string) error
+
+	// Assign gives a conversation to an agent, whatever its status.
+	Assign(ctx context.Context, conversationID int64, agent string) error
+	// Claim gives a queued conversation to an agent; ErrConflict if it is
+	// not queued (another agent was first, or it was resolved).
+	Claim(ctx context.Context, conversationID int64, agent string) error
+	// SetStatus moves a conversation (resolve, wait on customer, requeue).
+	SetStatus(ctx context.Context, conversationID int64, s Status, actor string) error
+	AppendEvent(ctx context.Context, e Event) error
+	Events(ctx context.Context, conversationID int64) ([]Event, error)
+
+	// Purge removes resolved conversations resolved before cutoff, their
+	// messages, attachments (and blobs no longer referenced) and events.
+	Purge(ctx context.Context, cutoff time.Time) (PurgeStats, error)
+
+	Close() error
+}
+
+// Options tunes threading and identity.
+type Options struct {
+	// ChatWindow: a message on SMS, voice, chat or social joins the
+	// contact's open conversation on that channel if its last customer
+	// message is this recent (default 24h).
+	ChatWindow time.Duration
+	// ReopenWindow: a reply to a conversation resolved this recently
+	// reopens it (default 7 days).
+	ReopenWindow time.Duration
+	// PhoneRegion is the ISO country for phone numbers written without
+	// a country code (default "CN").
+	PhoneRegion string
+	// Now is the clock; tests set it.
+	Now func() time.Time
+	// Blobs, if set, is where Purge deletes attachment bytes that no
+	// stored message refers to any more.
+	Blobs BlobDeleter
+}
+
+// BlobDeleter deletes attachment bytes (blob.Dir does).
+type BlobDeleter interface {
+	Delete(ref string) error
+}
+
+// WithDefaults fills zero fields.
+func (o Options) WithDefaults() Options {
+	if o.ChatWindow <= 0 {
+		o.ChatWindow = 24 * time.Hour
+	}
+	if o.ReopenWindow <= 0 {
+		o.ReopenWindow = 7 * 24 * time.Hour
+	}
+	if o.PhoneRegion == "" {
+		o.PhoneRegion = "CN"
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
