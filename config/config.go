@@ -18,6 +18,7 @@ type Config struct {
 	HTTP    HTTP       `yaml:"http"`
 	Routing Routing    `yaml:"routing"`
 	Conns   Connectors `yaml:"connectors"`
+	Store   Store      `yaml:"store"`
 	// Agents are the people allowed to pull work; names and tokens must be
 	// unique.
 	Agents []Agent `yaml:"agents"`
@@ -149,3 +150,33 @@ type Duration time.Duration
 
 // ByteSize is a size in bytes written as 65536, "64KiB", "1MiB", "10MB".
 type ByteSize int64
+
+// Store says where contacts, conversations and history live.
+type Store struct {
+	// URL selects PostgreSQL (postgres:// or postgresql://). Empty (the
+	// default) means the embedded SQLite file <data_dir>/inroute.db.
+	URL string `yaml:"url"`
+	// ChatWindow: a message on SMS, voice, chat or social joins the
+	// customer's conversation on that channel if they wrote there this
+	// recently. Default 24h.
+	ChatWindow Duration `yaml:"chat_window"`
+	// ReopenWindow: a reply to a conversation resolved this recently
+	// reopens it instead of starting a new one. Default 7d.
+	ReopenWindow Duration `yaml:"reopen_window"`
+	// PhoneRegion is the country (ISO 3166 code) of phone numbers written
+	// without a country code. Default CN.
+	PhoneRegion string `yaml:"phone_region"`
+	// Retention: `inroute store purge` removes conversations resolved
+	// longer ago than this, with their messages and attachments. 0 (the
+	// default) keeps everything.
+	Retention   Duration    `yaml:"retention"`
+	Attachments Attachments `yaml:"attachments"`
+}
+
+// Attachments configures where attachment bytes are kept.
+type Attachments struct {
+	// Dir is the blob directory. Default <data_dir>/blobs.
+	Dir string `yaml:"dir"`
+	// MaxSize is the largest attachment kept. Default 25MiB.
+	MaxSize ByteSize `yaml:"max_size"`
+}

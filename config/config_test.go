@@ -242,6 +242,14 @@ func TestErrors(t *testing.T) {
 		{"keys are not expanded", "${K}: x\n", map[string]string{"K": "data_dir"},
 			`config.yaml:1:1: unknown field "${K}"`},
 
+		// The store.
+		{"store url not postgres", "store:\n  url: mysql://x/y\n",
+			nil, `config.yaml:2:8: store.url: want a postgres:// URL (or leave it empty for the embedded SQLite store)`},
+		{"store phone region", "store:\n  phone_region: china\n",
+			nil, `config.yaml:2:17: store.phone_region: want a two-letter country code such as CN, HK, TW or US, got "china"`},
+		{"store negative retention", "store:\n  retention: -1h\n",
+			nil, `config.yaml:2:14: store.retention: must not be negative`},
+
 		// Wrong types.
 		{"string for an int", "nats:\n  streams:\n    replicas: three\n",
 			nil, `config.yaml:3:15: nats.streams.replicas: want an integer, got "three"`},

@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"path/filepath"
+	"time"
+)
 
 // Urgencies, lowest first.
 const (
@@ -52,6 +55,10 @@ const (
 	defaultShutdownTimeout  = Duration(15 * time.Second)
 	defaultQueue            = "general"
 	defaultMaxBody          = ByteSize(64 << 10)
+	defaultChatWindow       = Duration(24 * time.Hour)
+	defaultReopenWindow     = Duration(7 * day)
+	defaultPhoneRegion      = "CN"
+	defaultAttachmentMax    = ByteSize(25 << 20)
 )
 
 // Default returns the configuration of an empty config.yaml: every default
@@ -105,6 +112,23 @@ func (c *Config) applyDefaults() {
 	}
 
 	setDefault(&c.Conns.App.MaxBody, defaultMaxBody)
+
+	st := &c.Store
+	setDefault(&st.ChatWindow, defaultChatWindow)
+	setDefault(&st.ReopenWindow, defaultReopenWindow)
+	setDefault(&st.PhoneRegion, defaultPhoneRegion)
+	setDefault(&st.Attachments.MaxSize, defaultAttachmentMax)
+}
+
+// StorePath is the SQLite file used when store.url is empty.
+func (c *Config) StorePath() string { return filepath.Join(c.DataDir, "inroute.db") }
+
+// BlobDir is where attachment bytes are kept.
+func (c *Config) BlobDir() string {
+	if c.Store.Attachments.Dir != "" {
+		return c.Store.Attachments.Dir
+	}
+	return filepath.Join(c.DataDir, "blobs")
 }
 
 func setDefault[T comparable](field *T, def T) {

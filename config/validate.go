@@ -148,6 +148,30 @@ func (c *Config) validate(v *validator) {
 	v.positive("http.shutdown_timeout", c.HTTP.ShutdownTimeout)
 	c.validateRouting(v)
 	c.validateAccess(v)
+	c.validateStore(v)
+}
+
+var regionRE = regexp.MustCompile(`^[A-Z]{2}$`)
+
+func (c *Config) validateStore(v *validator) {
+	st := &c.Store
+	if st.URL != "" {
+		u, err := url.Parse(st.URL)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			v.errorf("store.url", "want a postgres:// URL (or leave it empty for the embedded SQLite store)")
+		}
+	}
+	v.positive("store.chat_window", st.ChatWindow)
+	v.positive("store.reopen_window", st.ReopenWindow)
+	if !regionRE.MatchString(st.PhoneRegion) {
+		v.errorf("store.phone_region", "want a two-letter country code such as CN, HK, TW or US, got %s", quote(st.PhoneRegion))
+	}
+	if st.Retention < 0 {
+		v.errorf("store.retention", "must not be negative")
+	}
+	if st.Attachments.MaxSize <= 0 {
+		v.errorf("store.attachments.max_size", "must be positive")
+	}
 }
 
 func (c *Config) validateNATS(v *validator) {
