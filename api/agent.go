@@ -2,22 +2,30 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/inroute/inroute/queue"
+	"github.com/inroute/inroute/store"
 	"go.uber.org/zap"
 )
 
 // Queue hands out the next item of work.
 type Queue interface {
-	Next(ctx context.Context) (*queue.Item, error)
+	Next(ctx context.Context, claim queue.Claim) (*queue.Item, error)
 }
 
 var _ Queue = (*queue.Puller)(nil)
 
+// Claimer records that an agent took a conversation.
+type Claimer interface {
+	Claim(ctx context.Context, conversationID int64, agent string) error
+}
+
 // Agents serves the agent endpoints.
 type Agents struct {
 	Queue  Queue
+	Store  Claimer
 	Tokens *Tokens
 	Log    *zap.Logger
 }
@@ -50,9 +58,20 @@ func (a *Agents) auth(h http.HandlerFunc) http.HandlerFunc {
 
 // next answers with the most urgent, then oldest, waiting item, or 204.
 func (a *Agents) next(w http.ResponseWriter, r *http.Request) {
-	it, err := a.Queue.Next(r.Context())
+	agent := AgentName(r.Context())
+	it, err := a.Queue.Next(r.Context(), func(ctx context.Context, it *queue.Item) (bool, error) {
+		err := a.Store.Claim(ctx, it.ConversationID, agent)
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound):
+			return false, nil // stale item: taken, resolved or purged meanwhile
+		default:
+			return false, err
+		}
+	})
 	if err != nil {
-		a.Log.Warn("agent next", zap.String("agent", AgentName(r.Context())), zap.Error(err))
+		a.Log.Warn("agent next", zap.String("agent", agent), zap.Error(err))
 		WriteError(w, http.StatusServiceUnavailable, CodeUnavailable, "the queue is unavailable; try again")
 		return
 	}
@@ -60,7 +79,7 @@ func (a *Agents) next(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	a.Log.Info("agent took item", zap.String("agent", AgentName(r.Context())), zap.String("item_id", it.ID),
+	a.Log.Info("agent took conversation", zap.String("agent", agent), zap.Int64("conversation", it.ConversationID),
 		zap.String("queue", it.Queue), zap.String("urgency", string(it.Urgency)))
 	WriteJSON(w, http.StatusOK, it)
 }

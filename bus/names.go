@@ -4,7 +4,11 @@
 // a message is durable.
 package bus
 
-import "github.com/inroute/inroute/message"
+import (
+	"strconv"
+
+	"github.com/inroute/inroute/message"
+)
 
 // Stream names.
 const (
@@ -46,13 +50,15 @@ const (
 // InboundSubject is where connectors publish a channel's messages.
 func InboundSubject(ch message.Channel) string { return "inbound." + string(ch) }
 
-// QueueSubject is where the router enqueues work for a queue at an urgency.
-func QueueSubject(queue string, u message.Urgency) string {
-	return "queue." + queue + "." + string(u)
+// QueueSubject is where the router puts a conversation's queue item. The
+// QUEUES stream keeps one message per subject, so a follow-up replaces the
+// item of a conversation that is still waiting instead of adding another.
+func QueueSubject(queue string, u message.Urgency, conversation int64) string {
+	return "queue." + queue + "." + string(u) + "." + strconv.FormatInt(conversation, 10)
 }
 
 // QueueUrgencyFilter matches every queue's work at one urgency.
-func QueueUrgencyFilter(u message.Urgency) string { return "queue.*." + string(u) }
+func QueueUrgencyFilter(u message.Urgency) string { return "queue.*." + string(u) + ".*" }
 
 // AgentConsumer names the durable pull consumer for one urgency level.
 func AgentConsumer(u message.Urgency) string { return consumerAgentsPrefix + string(u) }

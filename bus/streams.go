@@ -39,6 +39,9 @@ func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 
 	queues := base(StreamQueues, SubjectsQueues, "routed work waiting for agents")
 	queues.Retention = jetstream.WorkQueuePolicy
+	// One item per conversation subject: a newer item replaces the older.
+	queues.MaxMsgsPerSubject = 1
+	queues.Discard = jetstream.DiscardOld
 
 	outbound := base(StreamOutbound, SubjectsOutbound, "replies waiting for connectors to send")
 	outbound.Retention = jetstream.WorkQueuePolicy

@@ -20,8 +20,15 @@ const ItemVersion = 1
 
 // Item is routed work waiting for an agent.
 type Item struct {
-	V       int             `json:"v"`
-	ID      string          `json:"id"`
+	V  int `json:"v"`
+	// ID is the id of the message that put the conversation here.
+	ID string `json:"id"`
+	// ConversationID is the work: a conversation, not a single message.
+	ConversationID int64 `json:"conversation_id"`
+	// ContactID is the customer who wrote.
+	ContactID int64 `json:"contact_id,omitempty"`
+	// Threading says how the message found its conversation.
+	Threading string `json:"threading,omitempty"`
 	Queue   string          `json:"queue"`
 	Urgency message.Urgency `json:"urgency"`
 	Topic   string          `json:"topic"`
@@ -34,7 +41,7 @@ type Item struct {
 }
 
 // Subject is where the item is published.
-func (it *Item) Subject() string { return bus.QueueSubject(it.Queue, it.Urgency) }
+func (it *Item) Subject() string { return bus.QueueSubject(it.Queue, it.Urgency, it.ConversationID) }
 
 // DecodeItem reads and checks an item.
 func DecodeItem(data []byte) (*Item, error) {
@@ -47,6 +54,9 @@ func DecodeItem(data []byte) (*Item, error) {
 	}
 	if it.Message == nil {
 		return nil, errors.New("queue item has no message")
+	}
+	if it.ConversationID <= 0 {
+		return nil, errors.New("queue item has no conversation")
 	}
 	if !it.Urgency.Valid() {
 		return nil, fmt.Errorf("queue item urgency %q is not valid", it.Urgency)
@@ -88,10 +98,16 @@ func NewPuller(ctx context.Context, js jetstream.JetStream, log *zap.Logger) (*P
 	return p, nil
 }
 
+// Claim is called with an item before it leaves the queue: it records the
+// claim (the store assigns the conversation). It returns false for an item
+// that is stale (its conversation was taken or resolved meanwhile), which
+// is dropped; an error leaves the item queued.
+type Claim func(ctx context.Context, it *Item) (bool, error)
+
 // Next claims the most urgent, then oldest, item. It returns (nil, nil)
-// when nothing waits. The item is removed from the queue only after the
-// server confirmed the claim, so a failure on the way leaves it queued.
-func (p *Puller) Next(ctx context.Context) (*Item, error) {
+// when nothing waits. The item leaves the queue only after claim succeeded
+// and the server confirmed the ack, so a failure on the way leaves it queued.
+func (p *Puller) Next(ctx context.Context, claim Claim) (*Item, error) {
 	for _, c := range p.consumers {
 		for {
 			batch, err := c.FetchNoWait(1)
@@ -115,6 +131,17 @@ func (p *Puller) Next(ctx context.Context) (*Item, error) {
 				p.log.Error("dropping undecodable queue item", zap.String("subject", got.Subject()), zap.Error(err))
 				_ = got.Term()
 				continue
+			}
+			if claim != nil {
+				ok, err := claim(ctx, it)
+				if err != nil {
+					_ = got.Nak()
+					return nil, fmt.Errorf("claim conversation %d: %w", it.ConversationID, err)
+				}
+				if !ok {
+					_ = got.Term()
+					continue
+				}
 			}
 			if err := got.DoubleAck(ctx); err != nil {
 				return nil, fmt.Errorf("claim item %s: %w", it.ID, err)

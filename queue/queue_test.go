@@ -15,11 +15,14 @@ import (
 	"go.uber.org/zap"
 )
 
+var convSeq int64
+
 func enqueue(t *testing.T, b *bus.Bus, q string, u message.Urgency, text string) *queue.Item {
 	t.Helper()
 	m := &message.Message{V: 1, ID: message.NewID(), Channel: message.App, ChannelMessageID: text,
 		ReceivedAt: time.Now().UTC(), From: message.Party{Address: "u"}, Text: text}
-	it := &queue.Item{V: queue.ItemVersion, ID: m.ID, Queue: q, Urgency: u, Topic: "general", Explain: []string{"test"}, RoutedAt: time.Now().UTC(), Message: m}
+	convSeq++
+	it := &queue.Item{V: queue.ItemVersion, ID: m.ID, ConversationID: convSeq, Queue: q, Urgency: u, Topic: "general", Explain: []string{"test"}, RoutedAt: time.Now().UTC(), Message: m}
 	data, _ := json.Marshal(it)
 	if _, err := b.Publish(context.Background(), it.Subject(), data, "route:"+m.ID, nil); err != nil {
 		t.Fatal(err)
@@ -43,7 +46,7 @@ func TestNextMostUrgentThenOldest(t *testing.T) {
 	want := []*queue.Item{urgent1, urgent2, high1, high2, normal1, low1}
 	waitConsumersSee(t, b, len(want))
 	for i, w := range want {
-		got, err := p.Next(context.Background())
+		got, err := p.Next(context.Background(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,7 +54,7 @@ func TestNextMostUrgentThenOldest(t *testing.T) {
 			t.Fatalf("pull %d: got %+v, want %s (%s)", i, got, w.Message.Text, w.Urgency)
 		}
 	}
-	if got, err := p.Next(context.Background()); err != nil || got != nil {
+	if got, err := p.Next(context.Background(), nil); err != nil || got != nil {
 		t.Fatalf("empty queue gave %+v, %v", got, err)
 	}
 	// A claimed item is gone from the stream.
@@ -113,7 +116,7 @@ func TestConcurrentAgentsNeverShareAnItem(t *testing.T) {
 		}
 		wg.Go(func() {
 			for {
-				it, err := p.Next(context.Background())
+				it, err := p.Next(context.Background(), nil)
 				if err != nil {
 					t.Error(err)
 					return
@@ -137,7 +140,7 @@ func TestConcurrentAgentsNeverShareAnItem(t *testing.T) {
 }
 
 func TestDecodeItemRejects(t *testing.T) {
-	for _, in := range []string{`nope`, `{"v":2}`, `{"v":1}`, `{"v":1,"message":{},"urgency":"meh"}`} {
+	for _, in := range []string{`nope`, `{"v":2}`, `{"v":1}`, `{"v":1,"message":{},"urgency":"meh"}`, `{"v":1,"message":{},"urgency":"low"}`} {
 		if _, err := queue.DecodeItem([]byte(in)); err == nil {
 			t.Errorf("accepted %s", in)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/inroute/inroute/bus"
 	"github.com/inroute/inroute/message"
 	"github.com/inroute/inroute/queue"
+	"github.com/inroute/inroute/store"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -39,13 +40,14 @@ const maxAckPending = 10_000
 // the durable consumer bus.ConsumerRouter and so split the work.
 type Stage struct {
 	b       *bus.Bus
+	rec     Recorder
 	decider Decider
 	log     *zap.Logger
 	opt     Options
 }
 
-// New returns a stage that routes with d.
-func New(b *bus.Bus, d Decider, log *zap.Logger, opt Options) *Stage {
+// New returns a stage that routes with d and records into rec.
+func New(b *bus.Bus, rec Recorder, d Decider, log *zap.Logger, opt Options) *Stage {
 	if opt.Batch <= 0 {
 		opt.Batch = 256
 	}
@@ -58,7 +60,7 @@ func New(b *bus.Bus, d Decider, log *zap.Logger, opt Options) *Stage {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	return &Stage{b: b, decider: d, log: log, opt: opt}
+	return &Stage{b: b, rec: rec, decider: d, log: log, opt: opt}
 }
 
 // ConsumerConfig is the router's durable consumer.
@@ -128,56 +130,99 @@ func fetch(into []jetstream.Msg, f func() (jetstream.MessageBatch, error)) ([]je
 	return into, nil
 }
 
+// Recorder keeps what the stage routes: contacts, conversations, messages.
+// store.Store is one.
+type Recorder interface {
+	Record(ctx context.Context, in []store.Inbound) ([]store.Result, error)
+}
+
 type pending struct {
 	in  jetstream.Msg
 	fut jetstream.PubAckFuture
 	id  string
 }
 
-// route handles one batch: decide every message, publish every queue item
-// at once, then ack each inbound message whose item is durable.
+type decided struct {
+	in jetstream.Msg
+	m  *message.Message
+	d  Decision
+}
+
+// route handles one batch: decide every message, record the batch in one
+// store transaction, publish every conversation's queue item at once, then
+// ack each inbound message whose item is durable. A failure anywhere
+// before the ack leaves the message to be delivered again; the store and
+// the queue both recognise the repeat.
 func (s *Stage) route(batch []jetstream.Msg) {
 	// The batch was taken from the stream; finish it even if shutdown has
 	// begun, so no work is abandoned half done.
 	ctx, cancel := context.WithTimeout(context.Background(), s.opt.PublishTimeout)
 	defer cancel()
-	inflight := make([]pending, 0, len(batch))
+	work := make([]decided, 0, len(batch))
 	for _, in := range batch {
 		m, err := message.Decode(in.Data())
 		if err != nil {
 			s.deadLetter(ctx, in, err)
 			continue
 		}
-		d := s.decider.Decide(m)
+		work = append(work, decided{in: in, m: m, d: s.decider.Decide(m)})
+	}
+	if len(work) == 0 {
+		return
+	}
+	results, err := s.record(ctx, work)
+	if err != nil {
+		s.log.Error("record batch; will retry", zap.Int("messages", len(work)), zap.Error(err))
+		for _, w := range work {
+			_ = w.in.NakWithDelay(time.Second)
+		}
+		return
+	}
+	inflight := make([]pending, 0, len(work))
+	for i, w := range work {
+		r := results[i]
+		c := r.Conversation
+		if c.Status != store.StatusQueued {
+			// Assigned or waiting: it is with an agent, not in a queue.
+			s.ack(w.in, w.m.ID)
+			continue
+		}
 		it := &queue.Item{
-			V: queue.ItemVersion, ID: m.ID, Queue: d.Queue, Urgency: d.Urgency, Topic: d.Topic,
-			Explain: d.Explain, RulesVersion: d.RulesVersion, RoutedAt: s.opt.Now().UTC(), Message: m,
+			V: queue.ItemVersion, ID: w.m.ID, ConversationID: c.ID, ContactID: c.ContactID, Queue: c.Queue,
+			Urgency: c.Urgency, Topic: c.Topic, Threading: r.Threading, Explain: w.d.Explain,
+			RulesVersion: w.d.RulesVersion, RoutedAt: s.opt.Now().UTC(), Message: w.m,
+		}
+		if r.Joined && r.PrevStatus == store.StatusQueued && (r.PrevQueue != c.Queue || r.PrevUrgency != c.Urgency) {
+			// The conversation moved up (or to another queue): take its
+			// old item out so it is not offered twice.
+			if err := s.purgeItem(ctx, bus.QueueSubject(r.PrevQueue, r.PrevUrgency, c.ID)); err != nil {
+				s.log.Warn("remove moved queue item; will retry", zap.Int64("conversation", c.ID), zap.Error(err))
+				_ = w.in.NakWithDelay(time.Second)
+				continue
+			}
 		}
 		data, err := json.Marshal(it)
 		if err != nil {
-			s.deadLetter(ctx, in, fmt.Errorf("encode queue item: %w", err))
+			s.deadLetter(ctx, w.in, fmt.Errorf("encode queue item: %w", err))
 			continue
 		}
-		fut, err := s.b.JS.PublishMsgAsync(&nats.Msg{Subject: it.Subject(), Data: data}, jetstream.WithMsgID("route:"+m.ID))
+		fut, err := s.b.JS.PublishMsgAsync(&nats.Msg{Subject: it.Subject(), Data: data}, jetstream.WithMsgID("route:"+w.m.ID))
 		if err != nil {
-			s.log.Warn("enqueue", zap.String("message_id", m.ID), zap.Error(err))
-			_ = in.NakWithDelay(time.Second)
+			s.log.Warn("enqueue", zap.String("message_id", w.m.ID), zap.Error(err))
+			_ = w.in.NakWithDelay(time.Second)
 			continue
 		}
-		inflight = append(inflight, pending{in: in, fut: fut, id: m.ID})
+		inflight = append(inflight, pending{in: w.in, fut: fut, id: w.m.ID})
 		if ce := s.log.Check(zap.DebugLevel, "routed"); ce != nil {
-			ce.Write(zap.String("message_id", m.ID), zap.String("channel", string(m.Channel)),
-				zap.String("queue", d.Queue), zap.String("urgency", string(d.Urgency)))
+			ce.Write(zap.String("message_id", w.m.ID), zap.String("channel", string(w.m.Channel)),
+				zap.Int64("conversation", c.ID), zap.String("queue", c.Queue), zap.String("urgency", string(c.Urgency)),
+				zap.Bool("duplicate", r.Duplicate), zap.String("threading", r.Threading))
 		}
 	}
 	for _, p := range inflight {
 		select {
 		case <-p.fut.Ok():
-			if err := p.in.Ack(); err != nil {
-				// The item is durable; a lost ack means a redelivery that
-				// the queue's duplicate window turns into a no-op.
-				s.log.Warn("ack inbound", zap.String("message_id", p.id), zap.Error(err))
-			}
+			s.ack(p.in, p.id)
 		case err := <-p.fut.Err():
 			s.log.Warn("enqueue failed; will retry", zap.String("message_id", p.id), zap.Error(err))
 			_ = p.in.NakWithDelay(time.Second)
@@ -186,6 +231,32 @@ func (s *Stage) route(batch []jetstream.Msg) {
 			_ = p.in.NakWithDelay(time.Second)
 		}
 	}
+}
+
+func (s *Stage) record(ctx context.Context, work []decided) ([]store.Result, error) {
+	in := make([]store.Inbound, len(work))
+	for i, w := range work {
+		in[i] = store.Inbound{Msg: w.m, Decision: store.Decision{
+			Queue: w.d.Queue, Urgency: w.d.Urgency, Topic: w.d.Topic, Explain: w.d.Explain, RulesVersion: w.d.RulesVersion,
+		}}
+	}
+	return s.rec.Record(ctx, in)
+}
+
+func (s *Stage) ack(in jetstream.Msg, id string) {
+	if err := in.Ack(); err != nil {
+		// The work is durable; a lost ack means a redelivery that the store
+		// and the queue's duplicate window turn into a no-op.
+		s.log.Warn("ack inbound", zap.String("message_id", id), zap.Error(err))
+	}
+}
+
+func (s *Stage) purgeItem(ctx context.Context, subject string) error {
+	st, err := s.b.JS.Stream(ctx, bus.StreamQueues)
+	if err != nil {
+		return err
+	}
+	return st.Purge(ctx, jetstream.WithPurgeSubject(subject))
 }
 
 // deadLetter moves a message the stage cannot route out of the way, with

@@ -3,6 +3,7 @@ package router_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,8 +14,11 @@ import (
 	"github.com/inroute/inroute/message"
 	"github.com/inroute/inroute/queue"
 	"github.com/inroute/inroute/router"
+	"github.com/inroute/inroute/store"
+	"github.com/inroute/inroute/store/sqlite"
 	jetstream "github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 )
 
 func guidance() *router.Guidance {
@@ -67,6 +71,24 @@ func (c *countingDecider) Decide(m *message.Message) router.Decision {
 	return c.inner.Decide(m)
 }
 
+// openStore opens a real SQLite store in the test's temp dir; every stage
+// of one test shares it, as every router process shares one database.
+func openStore(t *testing.T) store.Store {
+	t.Helper()
+	if st, ok := stores.Load(t.Name()); ok {
+		return st.(store.Store)
+	}
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "inroute.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stores.Store(t.Name(), st)
+	t.Cleanup(func() { stores.Delete(t.Name()); st.Close() })
+	return st
+}
+
+var stores sync.Map // test name -> store.Store
+
 func startStage(t *testing.T, b *bus.Bus, d router.Decider) (stop func()) {
 	t.Helper()
 	return startStageWith(t, b, d, router.Options{})
@@ -76,7 +98,7 @@ func startStageWith(t *testing.T, b *bus.Bus, d router.Decider, opt router.Optio
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	st := router.New(b, d, zap.NewNop(), opt)
+	st := router.New(b, openStore(t), d, testLogger(t), opt)
 	go func() { done <- st.Run(ctx) }()
 	var once sync.Once
 	stop = func() {
@@ -351,4 +373,9 @@ func TestBusRestartMidRouting(t *testing.T) {
 		t.Fatalf("%d distinct items, want %d", len(seen), n)
 	}
 	t.Logf("decisions made: %d for %d messages (redeliveries after the restart)", d.calls.Load(), n)
+}
+
+// testLogger shows warnings and errors in the test log.
+func testLogger(t *testing.T) *zap.Logger {
+	return zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 }

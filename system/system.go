@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/inroute/inroute/api"
+	"github.com/inroute/inroute/blob"
 	"github.com/inroute/inroute/bus"
 	"github.com/inroute/inroute/config"
 	"github.com/inroute/inroute/connectors"
@@ -25,6 +26,9 @@ import (
 	"github.com/inroute/inroute/message"
 	"github.com/inroute/inroute/queue"
 	"github.com/inroute/inroute/router"
+	"github.com/inroute/inroute/store"
+	"github.com/inroute/inroute/store/postgres"
+	"github.com/inroute/inroute/store/sqlite"
 	"github.com/nats-io/nats-server/v2/server"
 	"go.uber.org/zap"
 )
@@ -63,6 +67,7 @@ type System struct {
 	log      *zap.Logger
 	embedded *server.Server
 	bus      *bus.Bus
+	store    store.Store
 	httpSrv  *http.Server
 	ln       net.Listener
 
@@ -89,6 +94,13 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 	if err := s.startBus(ctx, o); err != nil {
 		return nil, err
 	}
+	if o.Roles&(RoleRouter|RoleAPI) != 0 {
+		st, err := OpenStore(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		s.store = st
+	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -102,7 +114,7 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 	api.RegisterHealth(mux, s.bus.Ready)
 
 	if o.Roles&RoleRouter != 0 {
-		stage := router.New(s.bus, Guidance(cfg), log.Named("router"), router.Options{})
+		stage := router.New(s.bus, s.store, Guidance(cfg), log.Named("router"), router.Options{})
 		s.run("router", func() error { return stage.Run(runCtx) })
 	}
 	if o.Roles&RoleAPI != 0 {
@@ -114,7 +126,7 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 		for _, a := range cfg.Agents {
 			agents[a.Name] = a.Token
 		}
-		(&api.Agents{Queue: puller, Tokens: api.NewTokens(agents), Log: log.Named("api")}).Register(mux)
+		(&api.Agents{Queue: puller, Store: s.store, Tokens: api.NewTokens(agents), Log: log.Named("api")}).Register(mux)
 	}
 	if o.Roles&RoleConnectors != 0 {
 		conns, err := buildConnectors(cfg, o.Connectors, &connectors.Inbound{Bus: s.bus}, log)
@@ -244,6 +256,26 @@ func (s *System) NATSURL() string {
 	return s.embedded.ClientURL()
 }
 
+// Store is the process's store (nil for a process that needs none).
+func (s *System) Store() store.Store { return s.store }
+
+// OpenStore opens the configured store: PostgreSQL when store.url is set,
+// otherwise the embedded SQLite file under the data directory.
+func OpenStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
+	blobs, err := blob.Open(cfg.BlobDir(), cfg.Store.Attachments.MaxSize.Int64())
+	if err != nil {
+		return nil, err
+	}
+	o := store.Options{
+		ChatWindow: cfg.Store.ChatWindow.D(), ReopenWindow: cfg.Store.ReopenWindow.D(),
+		PhoneRegion: cfg.Store.PhoneRegion, Blobs: blobs,
+	}
+	if cfg.Store.URL != "" {
+		return postgres.Open(ctx, cfg.Store.URL, o)
+	}
+	return sqlite.Open(ctx, cfg.StorePath(), o)
+}
+
 // Bus is the process's bus connection.
 func (s *System) Bus() *bus.Bus { return s.bus }
 
@@ -271,6 +303,11 @@ func (s *System) Shutdown(ctx context.Context) error {
 }
 
 func (s *System) stopBus() {
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.log.Warn("store close", zap.Error(err))
+		}
+	}
 	if s.bus != nil {
 		if err := s.bus.Close(); err != nil {
 			s.log.Warn("bus close", zap.Error(err))
