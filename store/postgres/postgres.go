@@ -28,8 +28,27 @@ var Dialect = sqlstore.Dialect{
 	Name:          "postgres",
 	Numbered:      true,
 	MigrationLock: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", migrationLockKey),
-	LockCustomer:  "SELECT id FROM contacts WHERE id = ? FOR UPDATE",
+	ForUpdate:     " FOR UPDATE",
+	AllocIDs:      allocIDs,
 	Retryable:     retryable,
+}
+
+// allocIDs takes n values of the table's identity sequence in one round trip.
+func allocIDs(ctx context.Context, tx *sql.Tx, table string, n int) ([]int64, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)`, table, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	ids := make([]int64, 0, n)
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }
 
 func retryable(err error) bool {
@@ -66,5 +85,10 @@ func Open(ctx context.Context, url string, o store.Options) (*sqlstore.Store, er
 		db.Close()
 		return nil, fmt.Errorf("migrate postgres: %w", err)
 	}
-	return sqlstore.New(db, Dialect, o), nil
+	st, err := sqlstore.New(ctx, db, Dialect, o)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return st, nil
 }

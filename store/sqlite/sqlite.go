@@ -23,7 +23,25 @@ import (
 var migrations embed.FS
 
 // Dialect is SQLite's.
-var Dialect = sqlstore.Dialect{Name: "sqlite", Retryable: retryable}
+var Dialect = sqlstore.Dialect{Name: "sqlite", SingleWriter: true, Retryable: retryable, AllocIDs: allocIDs}
+
+// allocIDs continues after the highest id ever used: every transaction
+// holds the write lock from BEGIN, so nobody else takes ids meanwhile, and
+// AUTOINCREMENT's sqlite_sequence keeps purged ids from coming back.
+// Allocate once per table per transaction.
+func allocIDs(ctx context.Context, tx *sql.Tx, table string, n int) ([]int64, error) {
+	var last int64
+	err := tx.QueryRowContext(ctx, `SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = ?), 0),
+		COALESCE((SELECT MAX(id) FROM `+table+`), 0))`, table).Scan(&last)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]int64, n)
+	for i := range ids {
+		ids[i] = last + 1 + int64(i)
+	}
+	return ids, nil
+}
 
 func retryable(err error) bool {
 	var se *sqlite.Error
@@ -73,5 +91,10 @@ func Open(ctx context.Context, path string, o store.Options) (*sqlstore.Store, e
 		db.Close()
 		return nil, fmt.Errorf("migrate sqlite %s: %w", path, err)
 	}
-	return sqlstore.New(db, Dialect, o), nil
+	st, err := sqlstore.New(ctx, db, Dialect, o)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return st, nil
 }

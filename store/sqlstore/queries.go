@@ -257,8 +257,8 @@ func (s *Store) FindContacts(ctx context.Context, v string) ([]store.Contact, er
 // MergeContacts implements store.Store.
 func (s *Store) MergeContacts(ctx context.Context, into, from int64, actor string) (int64, error) {
 	var id int64
-	err := retryTx(ctx, s.db, s.d, func(tx *sql.Tx) error {
-		b := &batch{s: s, tx: tx, ctx: ctx, now: s.o.Now().UTC(), customer: map[int64]int64{}}
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		b := newBatch(s, tx, ctx)
 		root, err := s.rootOf(ctx, tx, into)
 		if err != nil {
 			return err
@@ -282,7 +282,7 @@ func (s *Store) MergeContacts(ctx context.Context, into, from int64, actor strin
 // merge makes the customer rooted at from part of the one rooted at root
 // and records how to undo it.
 func (b *batch) merge(root, from int64, actor string, auto bool) (int64, error) {
-	rows, err := b.tx.QueryContext(b.ctx, b.q(`SELECT id, COALESCE(merged_into, 0) FROM contacts WHERE id = ? OR merged_into = ?`), from, from)
+	rows, err := b.query((`SELECT id, COALESCE(merged_into, 0) FROM contacts WHERE id = ? OR merged_into = ?`), from, from)
 	if err != nil {
 		return 0, fmt.Errorf("merge: %w", err)
 	}
@@ -299,20 +299,17 @@ func (b *batch) merge(root, from int64, actor string, auto bool) (int64, error) 
 	if err := rows.Err(); err != nil {
 		return 0, err
 	}
-	if _, err := b.tx.ExecContext(b.ctx, b.q(`UPDATE contacts SET merged_into = ? WHERE id = ? OR merged_into = ?`), root, from, from); err != nil {
+	if _, err := b.exec((`UPDATE contacts SET merged_into = ? WHERE id = ? OR merged_into = ?`), root, from, from); err != nil {
 		return 0, fmt.Errorf("merge contacts: %w", err)
 	}
-	if _, err := b.tx.ExecContext(b.ctx, b.q(`UPDATE conversations SET customer_id = ? WHERE customer_id = ?`), root, from); err != nil {
+	if _, err := b.exec((`UPDATE conversations SET customer_id = ? WHERE customer_id = ?`), root, from); err != nil {
 		return 0, fmt.Errorf("merge conversations: %w", err)
 	}
 	movedJSON, _ := json.Marshal(moved)
 	var id int64
-	if err := b.tx.QueryRowContext(b.ctx, b.q(`INSERT INTO merges (into_id, from_id, moved_json, actor, auto, at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`),
+	if err := b.queryRow((`INSERT INTO merges (into_id, from_id, moved_json, actor, auto, at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`),
 		root, from, string(movedJSON), actor, b2i(auto), us(b.now)).Scan(&id); err != nil {
 		return 0, fmt.Errorf("record merge: %w", err)
-	}
-	for k := range b.customer {
-		delete(b.customer, k) // roots changed
 	}
 	data, _ := json.Marshal(map[string]any{"merge_id": id, "into": root, "from": from, "auto": auto})
 	b.events = append(b.events, nil, root, store.EventMerged, actor, us(b.now), string(data))
@@ -326,7 +323,7 @@ func (b *batch) flushEvents() error {
 
 // UndoMerge implements store.Store.
 func (s *Store) UndoMerge(ctx context.Context, mergeID int64, actor string) error {
-	return retryTx(ctx, s.db, s.d, func(tx *sql.Tx) error {
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
 		var into int64
 		var movedJSON string
 		var undone sql.NullInt64
@@ -418,7 +415,7 @@ func (s *Store) SetStatus(ctx context.Context, conversationID int64, st store.St
 
 // update runs one conversation update and logs its event.
 func (s *Store) update(ctx context.Context, id int64, kind, actor string, data map[string]any, query string, args ...any) error {
-	return retryTx(ctx, s.db, s.d, func(tx *sql.Tx) error {
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, s.q(query), args...)
 		if err != nil {
 			return fmt.Errorf("conversation %d: %w", id, err)
@@ -453,8 +450,11 @@ func (s *Store) AppendEvent(ctx context.Context, e store.Event) error {
 	if e.ContactID != 0 {
 		contact = e.ContactID
 	}
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO events (conversation_id, contact_id, kind, actor, at, data_json) VALUES (?, ?, ?, ?, ?, ?)`),
-		conv, contact, e.Kind, e.Actor, us(at), data)
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO events (conversation_id, contact_id, kind, actor, at, data_json) VALUES (?, ?, ?, ?, ?, ?)`),
+			conv, contact, e.Kind, e.Actor, us(at), data)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("append event: %w", err)
 	}
@@ -490,7 +490,7 @@ func (s *Store) Purge(ctx context.Context, cutoff time.Time) (store.PurgeStats, 
 	for {
 		var ids []int64
 		var refs []string
-		err := retryTx(ctx, s.db, s.d, func(tx *sql.Tx) error {
+		err := s.writeTx(ctx, func(tx *sql.Tx) error {
 			ids, refs = nil, nil
 			rows, err := tx.QueryContext(ctx, s.q(`SELECT id FROM conversations WHERE status = 'resolved' AND resolved_at < ? ORDER BY id LIMIT 500`), us(cutoff))
 			if err != nil {

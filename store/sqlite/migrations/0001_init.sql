@@ -77,7 +77,7 @@ CREATE TABLE messages (
     created_at         BIGINT  NOT NULL
 );
 -- Exactly one copy of every channel message, however often it is delivered.
-CREATE UNIQUE INDEX messages_channel_id ON messages(channel, channel_message_id);
+CREATE UNIQUE INDEX messages_channel_id ON messages(channel_message_id, channel);
 CREATE INDEX messages_conversation ON messages(conversation_id, received_at);
 CREATE INDEX messages_thread ON messages(thread_message_id) WHERE thread_message_id <> '';
 
