@@ -1,0 +1,129 @@
+package storetest
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/inroute/inroute/message"
+	"github.com/inroute/inroute/store"
+)
+
+// BenchRecord measures messages recorded per second the way the routing
+// stage records them: `routers` goroutines at once, each writing batches
+// of `batch` messages in one Record call. One message in four comes from a
+// returning customer (it joins their conversation), the rest from new ones.
+// It reports msgs/s.
+func BenchRecord(b *testing.B, st store.Store, routers, batch int) {
+	var next atomic.Int64
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	errs := make(chan error, routers)
+	for r := 0; r < routers; r++ {
+		wg.Go(func() {
+			for {
+				start := next.Add(int64(batch)) - int64(batch)
+				if start >= int64(b.N) {
+					return
+				}
+				n := min(int64(batch), int64(b.N)-start)
+				in := make([]store.Inbound, n)
+				for i := range in {
+					in[i] = benchInbound(start + int64(i))
+				}
+				if _, err := st.Record(context.Background(), in); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchBaseline is the same load as BenchRecord written as plain multi-row
+// inserts of the message rows into a scratch table of the same database:
+// what the database does with no threading, identities or conversations.
+func BenchBaseline(b *testing.B, db *sql.DB, rebind func(string) string, routers, batch int) {
+	if _, err := db.Exec(`CREATE TABLE bench_baseline (id TEXT PRIMARY KEY, channel TEXT NOT NULL, channel_message_id TEXT NOT NULL,
+		from_value TEXT NOT NULL, text TEXT NOT NULL, received_at BIGINT NOT NULL)`); err != nil {
+		b.Fatal(err)
+	}
+	var next atomic.Int64
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	errs := make(chan error, routers)
+	for r := 0; r < routers; r++ {
+		wg.Go(func() {
+			for {
+				start := next.Add(int64(batch)) - int64(batch)
+				if start >= int64(b.N) {
+					return
+				}
+				n := min(int64(batch), int64(b.N)-start)
+				q := `INSERT INTO bench_baseline (id, channel, channel_message_id, from_value, text, received_at) VALUES `
+				args := make([]any, 0, 6*n)
+				for i := int64(0); i < n; i++ {
+					m := benchInbound(start + i).Msg
+					if i > 0 {
+						q += ", "
+					}
+					q += "(?, ?, ?, ?, ?, ?)"
+					args = append(args, m.ID, string(m.Channel), m.ChannelMessageID, m.From.Address, m.Text, m.ReceivedAt.UnixMicro())
+				}
+				tx, err := db.Begin()
+				if err == nil {
+					_, err = tx.Exec(rebind(q), args...)
+					if err == nil {
+						err = tx.Commit()
+					} else {
+						_ = tx.Rollback()
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+var benchTexts = []string{"我的充值还没有到账，已经两个小时了", "payment failed but money was taken", "如何解绑银行卡", "refund status please", "帳戶被盜了，請幫我凍結"}
+
+func benchInbound(i int64) store.Inbound {
+	customer := i
+	if i%4 == 3 {
+		customer = i - 3 // a returning customer
+	}
+	ch := []message.Channel{message.App, message.SMS, message.Email, message.Telegram}[customer%4]
+	from := fmt.Sprintf("bench-user-%d", customer)
+	switch ch {
+	case message.SMS:
+		from = fmt.Sprintf("+1415%07d", customer%10_000_000)
+	case message.Email:
+		from = fmt.Sprintf("user%d@example.com", customer)
+	}
+	m := &message.Message{V: 1, ID: message.NewID(), Channel: ch, ChannelMessageID: fmt.Sprintf("bench-%d", i),
+		ReceivedAt: time.Now().UTC(), From: message.Party{Address: from, Name: "Bench"}, To: message.Party{Address: "wallet"},
+		Text: benchTexts[i%int64(len(benchTexts))]}
+	return store.Inbound{Msg: m, Decision: store.Decision{Queue: "general", Urgency: message.Normal, Topic: "general",
+		Explain: []string{"channel guidance"}, RulesVersion: "bench"}}
+}
