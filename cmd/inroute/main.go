@@ -55,6 +55,7 @@ Serves /healthz and /readyz only when --http is given.`, runPart(system.RoleRout
 			`Runs only the agent API and health endpoints. Needs nats.url.`, runPart(system.RoleAPI)},
 		{"connector", "NAME [flags]", "run one connector alone against a shared NATS",
 			`Runs one connector (` + strings.Join(system.ConnectorNames(), ", ") + `) with its HTTP endpoints. Needs nats.url.`, runConnector},
+		{"store", "SUBCOMMAND [flags]", "find, merge and unmerge contacts; purge old history", storeUsage, runStore},
 		{"version", "", "print the version", "", runVersion},
 		{"help", "[COMMAND]", "show help for inroute or one command", "", nil},
 	}
@@ -104,7 +105,7 @@ func helpFor(name string, stdout, stderr io.Writer) int {
 		if c.long != "" {
 			fmt.Fprintf(stdout, "\n%s\n", c.long)
 		}
-		if c.name != "version" && c.name != "help" {
+		if c.name != "version" && c.name != "help" && c.name != "store" {
 			fmt.Fprintln(stdout, "\nFlags:")
 			fs, _ := newFlags(c.name, c.name == "serve")
 			fs.SetOutput(stdout)

@@ -483,6 +483,13 @@ func (s *Store) Events(ctx context.Context, conversationID int64) ([]store.Event
 	return out, rows.Err()
 }
 
+// CountResolvedBefore counts the conversations Purge(cutoff) would remove.
+func (s *Store) CountResolvedBefore(ctx context.Context, cutoff time.Time) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM conversations WHERE status = 'resolved' AND resolved_at < ?`), us(cutoff)).Scan(&n)
+	return n, err
+}
+
 // Purge implements store.Store. It works through old conversations a
 // chunk per transaction so a large purge never holds the write lock long.
 func (s *Store) Purge(ctx context.Context, cutoff time.Time) (store.PurgeStats, error) {
@@ -490,8 +497,9 @@ func (s *Store) Purge(ctx context.Context, cutoff time.Time) (store.PurgeStats, 
 	for {
 		var ids []int64
 		var refs []string
+		var chunk store.PurgeStats // counted anew on each attempt
 		err := s.writeTx(ctx, func(tx *sql.Tx) error {
-			ids, refs = nil, nil
+			ids, refs, chunk = nil, nil, store.PurgeStats{}
 			rows, err := tx.QueryContext(ctx, s.q(`SELECT id FROM conversations WHERE status = 'resolved' AND resolved_at < ? ORDER BY id LIMIT 500`), us(cutoff))
 			if err != nil {
 				return err
@@ -534,10 +542,10 @@ func (s *Store) Purge(ctx context.Context, cutoff time.Time) (store.PurgeStats, 
 				n     *int64
 				query string
 			}{
-				{&st.Attachments, `DELETE FROM attachments WHERE message_id IN (SELECT id FROM messages WHERE conversation_id IN ` + in + `)`},
-				{&st.Messages, `DELETE FROM messages WHERE conversation_id IN ` + in},
-				{&st.Events, `DELETE FROM events WHERE conversation_id IN ` + in},
-				{&st.Conversations, `DELETE FROM conversations WHERE id IN ` + in},
+				{&chunk.Attachments, `DELETE FROM attachments WHERE message_id IN (SELECT id FROM messages WHERE conversation_id IN ` + in + `)`},
+				{&chunk.Messages, `DELETE FROM messages WHERE conversation_id IN ` + in},
+				{&chunk.Events, `DELETE FROM events WHERE conversation_id IN ` + in},
+				{&chunk.Conversations, `DELETE FROM conversations WHERE id IN ` + in},
 			}
 			for _, step := range steps {
 				res, err := tx.ExecContext(ctx, s.q(step.query), args...)
@@ -555,6 +563,10 @@ func (s *Store) Purge(ctx context.Context, cutoff time.Time) (store.PurgeStats, 
 		if len(ids) == 0 {
 			return st, nil
 		}
+		st.Conversations += chunk.Conversations
+		st.Messages += chunk.Messages
+		st.Attachments += chunk.Attachments
+		st.Events += chunk.Events
 		// Blobs go after the rows are gone, and only those nothing else
 		// refers to (content addressing shares them between messages).
 		if s.o.Blobs != nil {
