@@ -219,6 +219,38 @@ type Result struct {
 	Threading string
 }
 
+// Reply is an outbound message to record.
+type Reply struct {
+	ConversationID int64
+	Channel        message.Channel
+	// ToKind/ToValue is the identity the reply goes to.
+	ToKind, ToValue string
+	Subject         string
+	Text            string
+	HTML            string
+	Attachments     []Attachment
+	Thread          message.Thread
+	// Key makes recording idempotent (the API's idempotency key).
+	Key string
+	// Agent who wrote it, for the event log.
+	Agent string
+}
+
+// DeliveryRank orders delivery statuses; failed ranks above all and is final.
+func DeliveryRank(status string) int {
+	switch status {
+	case DeliveryQueued:
+		return 1
+	case DeliverySent:
+		return 2
+	case DeliveryDelivered:
+		return 3
+	case DeliveryFailed:
+		return 4
+	}
+	return 0
+}
+
 // QueueFilter selects waiting conversations.
 type QueueFilter struct {
 	Queue   string          // "" for every queue
@@ -272,6 +304,15 @@ type Store interface {
 	SetStatus(ctx context.Context, conversationID int64, s Status, actor string) error
 	AppendEvent(ctx context.Context, e Event) error
 	Events(ctx context.Context, conversationID int64) ([]Event, error)
+
+	// RecordReply stores an outbound message (delivery status queued). The
+	// same Key again returns the first copy with created false, so a
+	// retried API call never makes a second reply.
+	RecordReply(ctx context.Context, r Reply) (msg *Message, created bool, err error)
+	// SetDelivery records a connector's report on an outbound message.
+	// Status never goes back (a late "sent" after "delivered" is ignored);
+	// failed is final.
+	SetDelivery(ctx context.Context, messageID, status, detail string) error
 
 	// Purge removes resolved conversations resolved before cutoff, their
 	// messages, attachments (and blobs no longer referenced) and events.

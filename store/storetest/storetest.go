@@ -56,6 +56,7 @@ func Run(t *testing.T, b Backend) {
 		{"Merge", mergeTests},
 		{"Purge", purgeTests},
 		{"Concurrency", concurrencyTests},
+		{"Outbound", outboundTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

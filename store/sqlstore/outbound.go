@@ -1,0 +1,114 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/inroute/inroute/message"
+	"github.com/inroute/inroute/store"
+)
+
+// RecordReply implements store.Store.
+func (s *Store) RecordReply(ctx context.Context, r store.Reply) (*store.Message, bool, error) {
+	if strings.TrimSpace(r.Key) == "" {
+		return nil, false, errors.New("record reply: no idempotency key")
+	}
+	if !r.Channel.Valid() {
+		return nil, false, fmt.Errorf("record reply: unknown channel %q", r.Channel)
+	}
+	var id string
+	var created bool
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		created = false
+		c, err := s.conversation(ctx, tx, r.ConversationID)
+		if err != nil {
+			return err
+		}
+		key := "reply:" + r.Key
+		err = tx.QueryRowContext(ctx, s.q(`SELECT id FROM messages WHERE channel_message_id = ? AND channel = ?`), key, string(r.Channel)).Scan(&id)
+		if err == nil {
+			return nil // recorded before
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		id = message.NewID()
+		now := us(s.o.Now())
+		thread, _ := json.Marshal(r.Thread)
+		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO messages (id, conversation_id, contact_id, direction, channel, channel_message_id,
+			from_kind, from_value, subject, text, html, thread_message_id, thread_json, delivery_status, received_at, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, channel_message_id) DO NOTHING`),
+			id, c.ID, c.ContactID, string(store.Out), string(r.Channel), key, r.ToKind, r.ToValue, r.Subject, r.Text, r.HTML,
+			r.Thread.MessageID, string(thread), store.DeliveryQueued, now, now)
+		if err != nil {
+			return fmt.Errorf("insert reply: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return errRaced
+		}
+		for _, a := range r.Attachments {
+			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO attachments (message_id, name, content_type, size, ref) VALUES (?, ?, ?, ?, ?)`),
+				id, a.Name, a.ContentType, a.Size, a.Ref); err != nil {
+				return fmt.Errorf("insert reply attachment: %w", err)
+			}
+		}
+		data, _ := json.Marshal(map[string]string{"message_id": id, "channel": string(r.Channel), "to": r.ToValue})
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO events (conversation_id, contact_id, kind, actor, at, data_json) VALUES (?, ?, ?, ?, ?, ?)`),
+			c.ID, c.ContactID, store.EventReplied, r.Agent, now, string(data)); err != nil {
+			return err
+		}
+		created = true
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("record reply: %w", err)
+	}
+	m, err := s.message(ctx, id)
+	return m, created, err
+}
+
+func (s *Store) message(ctx context.Context, id string) (*store.Message, error) {
+	var conv int64
+	if err := s.db.QueryRowContext(ctx, s.q(`SELECT conversation_id FROM messages WHERE id = ?`), id).Scan(&conv); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("message %s: %w", id, store.ErrNotFound)
+		}
+		return nil, err
+	}
+	msgs, err := s.Messages(ctx, conv)
+	if err != nil {
+		return nil, err
+	}
+	for i := range msgs {
+		if msgs[i].ID == id {
+			return &msgs[i], nil
+		}
+	}
+	return nil, fmt.Errorf("message %s: %w", id, store.ErrNotFound)
+}
+
+// SetDelivery implements store.Store.
+func (s *Store) SetDelivery(ctx context.Context, messageID, status, detail string) error {
+	if store.DeliveryRank(status) == 0 {
+		return fmt.Errorf("unknown delivery status %q", status)
+	}
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		var cur string
+		err := tx.QueryRowContext(ctx, s.q(`SELECT delivery_status FROM messages WHERE id = ? AND direction = 'out'`), messageID).Scan(&cur)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("outbound message %s: %w", messageID, store.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if cur == store.DeliveryFailed || store.DeliveryRank(status) <= store.DeliveryRank(cur) {
+			return nil // a late or repeated report
+		}
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE messages SET delivery_status = ?, delivery_error = ? WHERE id = ?`), status, detail, messageID)
+		return err
+	})
+}
