@@ -2,37 +2,25 @@ package postgres_test
 
 import (
 	"context"
-	"fmt"
+	"database/sql"
 	"testing"
 
 	"github.com/inroute/inroute/store"
 	"github.com/inroute/inroute/store/postgres"
 	"github.com/inroute/inroute/store/postgres/pgtest"
-	"github.com/inroute/inroute/store/sqlstore"
 	"github.com/inroute/inroute/store/storetest"
 )
 
-// BenchmarkRecord: messages recorded per second by concurrent routers in
-// batches of 256, against plain multi-row inserts into the same database
-// in the same run (the baseline).
+// BenchmarkRecord: messages recorded per second by concurrent routers,
+// against plain multi-row inserts into the same database in the same run
+// (the baseline). Needs INROUTE_TEST_POSTGRES_URL.
 func BenchmarkRecord(b *testing.B) {
-	for _, routers := range []int{1, 4} {
-		b.Run(fmt.Sprintf("routers=%d/baseline", routers), func(b *testing.B) {
-			st := open(b)
-			storetest.BenchBaseline(b, st.DB(), postgres.Dialect.Rebind, routers, 256)
-		})
-		b.Run(fmt.Sprintf("routers=%d/record", routers), func(b *testing.B) {
-			storetest.BenchRecord(b, open(b), routers, 256)
-		})
-	}
-}
-
-func open(b *testing.B) *sqlstore.Store {
-	b.Helper()
-	st, err := postgres.Open(context.Background(), pgtest.FreshURL(b), store.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
-	return st
+	storetest.Bench(b, func(b *testing.B) (store.Store, *sql.DB) {
+		st, err := postgres.Open(context.Background(), pgtest.FreshURL(b), store.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { st.Close() })
+		return st, st.DB()
+	}, postgres.Dialect.Rebind)
 }

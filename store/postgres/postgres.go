@@ -76,19 +76,5 @@ func Open(ctx context.Context, url string, o store.Options) (*sqlstore.Store, er
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
 	sub, _ := fs.Sub(migrations, "migrations")
-	migs, err := sqlstore.LoadMigrations(sub)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	if err := sqlstore.Migrate(ctx, db, Dialect, migs); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("migrate postgres: %w", err)
-	}
-	st, err := sqlstore.New(ctx, db, Dialect, o)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	return st, nil
+	return sqlstore.Open(ctx, db, Dialect, sub, o)
 }

@@ -82,19 +82,5 @@ func Open(ctx context.Context, path string, o store.Options) (*sqlstore.Store, e
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 	sub, _ := fs.Sub(migrations, "migrations")
-	migs, err := sqlstore.LoadMigrations(sub)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	if err := sqlstore.Migrate(ctx, db, Dialect, migs); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("migrate sqlite %s: %w", path, err)
-	}
-	st, err := sqlstore.New(ctx, db, Dialect, o)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	return st, nil
+	return sqlstore.Open(ctx, db, Dialect, sub, o)
 }

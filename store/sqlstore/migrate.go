@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/inroute/inroute/store"
 )
 
 // Migration is one versioned schema change.
@@ -98,4 +100,23 @@ func Migrate(ctx context.Context, db *sql.DB, d Dialect, migs []Migration) error
 		}
 		return nil
 	})
+}
+
+// Open migrates db with the migrations in fsys (files NNNN_name.sql at its
+// root) and returns the store; it closes db if that fails.
+func Open(ctx context.Context, db *sql.DB, d Dialect, fsys fs.FS, o store.Options) (*Store, error) {
+	migs, err := LoadMigrations(fsys)
+	if err == nil {
+		err = Migrate(ctx, db, d, migs)
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate %s: %w", d.Name, err)
+	}
+	st, err := New(ctx, db, d, o)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return st, nil
 }

@@ -13,42 +13,36 @@ import (
 	"github.com/inroute/inroute/store"
 )
 
+// Bench runs the record benchmark and its baseline for 1 and 4 concurrent
+// routers, each in batches of 256: the shape of the routing stage. open
+// returns a store on a fresh database and that database.
+func Bench(b *testing.B, open func(b *testing.B) (store.Store, *sql.DB), rebind func(string) string) {
+	for _, routers := range []int{1, 4} {
+		b.Run(fmt.Sprintf("routers=%d/baseline", routers), func(b *testing.B) {
+			_, db := open(b)
+			BenchBaseline(b, db, rebind, routers, 256)
+		})
+		b.Run(fmt.Sprintf("routers=%d/record", routers), func(b *testing.B) {
+			st, _ := open(b)
+			BenchRecord(b, st, routers, 256)
+		})
+	}
+}
+
 // BenchRecord measures messages recorded per second the way the routing
 // stage records them: `routers` goroutines at once, each writing batches
 // of `batch` messages in one Record call. One message in four comes from a
 // returning customer (it joins their conversation), the rest from new ones.
 // It reports msgs/s.
 func BenchRecord(b *testing.B, st store.Store, routers, batch int) {
-	var next atomic.Int64
-	b.ResetTimer()
-	var wg sync.WaitGroup
-	errs := make(chan error, routers)
-	for r := 0; r < routers; r++ {
-		wg.Go(func() {
-			for {
-				start := next.Add(int64(batch)) - int64(batch)
-				if start >= int64(b.N) {
-					return
-				}
-				n := min(int64(batch), int64(b.N)-start)
-				in := make([]store.Inbound, n)
-				for i := range in {
-					in[i] = benchInbound(start + int64(i))
-				}
-				if _, err := st.Record(context.Background(), in); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	b.StopTimer()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	inBatches(b, routers, batch, func(start, n int64) error {
+		in := make([]store.Inbound, n)
+		for i := range in {
+			in[i] = benchInbound(start + int64(i))
+		}
+		_, err := st.Record(context.Background(), in)
+		return err
+	})
 }
 
 // BenchBaseline is the same load as BenchRecord written as plain multi-row
@@ -59,38 +53,44 @@ func BenchBaseline(b *testing.B, db *sql.DB, rebind func(string) string, routers
 		from_value TEXT NOT NULL, text TEXT NOT NULL, received_at BIGINT NOT NULL)`); err != nil {
 		b.Fatal(err)
 	}
+	inBatches(b, routers, batch, func(start, n int64) error {
+		q := `INSERT INTO bench_baseline (id, channel, channel_message_id, from_value, text, received_at) VALUES `
+		args := make([]any, 0, 6*n)
+		for i := int64(0); i < n; i++ {
+			m := benchInbound(start + i).Msg
+			if i > 0 {
+				q += ", "
+			}
+			q += "(?, ?, ?, ?, ?, ?)"
+			args = append(args, m.ID, string(m.Channel), m.ChannelMessageID, m.From.Address, m.Text, m.ReceivedAt.UnixMicro())
+		}
+		tx, err := db.Begin()
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(rebind(q), args...); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	})
+}
+
+// inBatches splits b.N messages into batches taken by `routers`
+// goroutines, times them, and reports msgs/s.
+func inBatches(b *testing.B, routers, batch int, write func(start, n int64) error) {
 	var next atomic.Int64
+	errs := make(chan error, routers)
 	b.ResetTimer()
 	var wg sync.WaitGroup
-	errs := make(chan error, routers)
-	for r := 0; r < routers; r++ {
+	for range routers {
 		wg.Go(func() {
 			for {
 				start := next.Add(int64(batch)) - int64(batch)
 				if start >= int64(b.N) {
 					return
 				}
-				n := min(int64(batch), int64(b.N)-start)
-				q := `INSERT INTO bench_baseline (id, channel, channel_message_id, from_value, text, received_at) VALUES `
-				args := make([]any, 0, 6*n)
-				for i := int64(0); i < n; i++ {
-					m := benchInbound(start + i).Msg
-					if i > 0 {
-						q += ", "
-					}
-					q += "(?, ?, ?, ?, ?, ?)"
-					args = append(args, m.ID, string(m.Channel), m.ChannelMessageID, m.From.Address, m.Text, m.ReceivedAt.UnixMicro())
-				}
-				tx, err := db.Begin()
-				if err == nil {
-					_, err = tx.Exec(rebind(q), args...)
-					if err == nil {
-						err = tx.Commit()
-					} else {
-						_ = tx.Rollback()
-					}
-				}
-				if err != nil {
+				if err := write(start, min(int64(batch), int64(b.N)-start)); err != nil {
 					errs <- err
 					return
 				}
