@@ -20,7 +20,7 @@ const ItemVersion = 1
 
 // Item is routed work waiting for an agent.
 type Item struct {
-	V  int `json:"v"`
+	V int `json:"v"`
 	// ID is the id of the message that put the conversation here.
 	ID string `json:"id"`
 	// ConversationID is the work: a conversation, not a single message.
@@ -28,10 +28,10 @@ type Item struct {
 	// ContactID is the customer who wrote.
 	ContactID int64 `json:"contact_id,omitempty"`
 	// Threading says how the message found its conversation.
-	Threading string `json:"threading,omitempty"`
-	Queue   string          `json:"queue"`
-	Urgency message.Urgency `json:"urgency"`
-	Topic   string          `json:"topic"`
+	Threading string          `json:"threading,omitempty"`
+	Queue     string          `json:"queue"`
+	Urgency   message.Urgency `json:"urgency"`
+	Topic     string          `json:"topic"`
 	// Explain says, in words, why the item went to this queue at this
 	// urgency: which rule fired on which words.
 	Explain      []string         `json:"explain"`
