@@ -57,8 +57,8 @@ func TestStoreCommands(t *testing.T) {
 	if code != 0 || m == nil {
 		t.Fatalf("merge: %d %q %q", code, out, errs)
 	}
-	if code, out, _ = run("find", "+8613800138000"); !strings.Contains(out, fmt.Sprint("contact ", a.Conversation.ContactID, " ")) {
-		t.Fatalf("after merge, find gives %q", out)
+	if code, out, _ = run("find", "+8613800138000"); code != 0 || !strings.Contains(out, fmt.Sprint("contact ", a.Conversation.ContactID, " ")) {
+		t.Fatalf("after merge, find gives %d %q", code, out)
 	}
 	if code, out, errs = run("unmerge", m[1]); code != 0 || !strings.Contains(out, "undone") {
 		t.Fatalf("unmerge: %d %q %q", code, out, errs)

@@ -238,10 +238,6 @@ func senderFor(ch message.Channel) string {
 	}
 }
 
-// appIdentity is the app identity value of an app user, as the store
-// derives it: "<Msg.To.Address>/<From.Address>".
-func appIdentity(user string) string { return ourAddress(message.App) + "/" + user }
-
 // msg builds a valid inbound message on ch from the sender, received now
 // (by the test clock), with a unique channel message id. E-mails get a
 // subject and a Message-ID so replies can refer to them.
