@@ -22,6 +22,10 @@ type Config struct {
 	// Agents are the people allowed to pull work; names and tokens must be
 	// unique.
 	Agents []Agent `yaml:"agents"`
+
+	// where remembers the position of every setting, for problems found
+	// after loading (the rules compiler's, say).
+	where *validator
 }
 
 // Log configures zap.
@@ -89,27 +93,160 @@ type HTTP struct {
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 }
 
-// Routing is the routing configuration. The rules engine grows it; for now
-// it holds the channel guidance and the default queue.
+// Routing is the routing configuration admins edit: queues, channel
+// guidance, topics, haste words, ordered rules, reply templates and the
+// rule tests that must pass before a version goes live. docs/routing.md
+// describes the language.
 type Routing struct {
-	// DefaultQueue receives every message no rule claims. It becomes a NATS
-	// subject token, so it is limited to [a-z0-9_-]+. Default "general".
+	// Version labels this rules version in every decision; empty means a
+	// hash of the routing section.
+	Version string `yaml:"version"`
+	// DefaultQueue receives every message no topic or rule claims.
 	DefaultQueue string `yaml:"default_queue"`
-	// Channels is the channel guidance: default urgency per channel. Keys
-	// are channel names (email, sms, voice, telegram, messenger, wechat,
-	// webchat, app). A channel left out gets its default guidance (voice
-	// urgent; webchat and app high; sms, telegram, messenger and wechat
-	// normal; email low); a channel listed without an urgency gets its
-	// default urgency.
+	// Queues describe each queue and its response targets.
+	Queues map[string]RoutingQueue `yaml:"queues"`
+	// Channels is the channel guidance: default urgency per channel.
 	Channels map[string]ChannelGuidance `yaml:"channels"`
+	// Topics say what a message is about, by keywords and patterns.
+	Topics map[string]Topic `yaml:"topics"`
+	// Precedence orders the topics: when several match, the first wins.
+	Precedence []string `yaml:"precedence"`
+	// Haste words raise urgency.
+	Haste Haste `yaml:"haste"`
+	// Rules run in order after the topic is known.
+	Rules []Rule `yaml:"rules"`
+	// BusinessHours are the hours rules can test with business_hours.
+	BusinessHours BusinessHours `yaml:"business_hours"`
+	// Templates are auto-replies by name, one text per language.
+	Templates map[string]map[string]string `yaml:"templates"`
+	// Tests must all pass for a rules version to go live.
+	Tests []RuleTest `yaml:"tests"`
+}
+
+// RoutingQueue describes a queue.
+type RoutingQueue struct {
+	Description string `yaml:"description"`
+	// SLA holds response targets per urgency (low, normal, high, urgent).
+	SLA map[string]SLA `yaml:"sla"`
+}
+
+// SLA is a pair of response targets.
+type SLA struct {
+	FirstResponse Duration `yaml:"first_response"`
+	NextResponse  Duration `yaml:"next_response"`
 }
 
 // ChannelGuidance is the default urgency of one channel and the admins' note.
 type ChannelGuidance struct {
-	// Urgency is low, normal, high or urgent.
 	Urgency string `yaml:"urgency"`
-	// Note is free text for admins and agents; inroute does not interpret it.
-	Note string `yaml:"note"`
+	Note    string `yaml:"note"`
+}
+
+// Topic is one thing customers write about.
+type Topic struct {
+	Description string `yaml:"description"`
+	// Queue the topic's messages go to; default: the queue named like the
+	// topic if there is one, else the default queue.
+	Queue string `yaml:"queue"`
+	// Floor is the lowest urgency a message on this topic gets.
+	Floor string `yaml:"floor"`
+	// Match: the topic applies when any one clause matches. A topic with
+	// no clauses is a fallback (it applies when no other topic does).
+	Match []Clause `yaml:"match"`
+	// AutoReply names a template sent once per conversation.
+	AutoReply string `yaml:"auto_reply"`
+}
+
+// Clause is one way of recognising a topic. Every condition written must
+// hold: one of Any, one word of each All group, none of None, one of Regex.
+// Words are matched on the normalized subject and text: Chinese as
+// substrings (traditional folded to simplified), English as whole words
+// with inflections folded (top up / top-up / topped up).
+type Clause struct {
+	Any   []string   `yaml:"any"`
+	All   [][]string `yaml:"all"`
+	None  []string   `yaml:"none"`
+	Regex []string   `yaml:"regex"`
+}
+
+// Haste lists words that ask for haste.
+type Haste struct {
+	Words []string `yaml:"words"`
+	// Raise is how many levels they raise urgency (default 1).
+	Raise int `yaml:"raise"`
+}
+
+// Rule is an ordered routing rule.
+type Rule struct {
+	Name string   `yaml:"name"`
+	When RuleWhen `yaml:"when"`
+	Then RuleThen `yaml:"then"`
+}
+
+// RuleWhen is a rule's condition; every condition written must hold.
+type RuleWhen struct {
+	Channel []string `yaml:"channel"`
+	Topic   []string `yaml:"topic"`
+	// Text and Subject match words like a topic clause, in one field.
+	Text    *Clause `yaml:"text"`
+	Subject *Clause `yaml:"subject"`
+	// From and To match addresses: exactly, or by suffix when written
+	// "@domain" or "*suffix".
+	From []string `yaml:"from"`
+	To   []string `yaml:"to"`
+	// BusinessHours true: only inside business hours; false: only outside.
+	BusinessHours *bool `yaml:"business_hours"`
+	// Expr is an expr-lang expression over the message (channel, text,
+	// subject, from, to, topic, urgency, hour, weekday, len_text).
+	Expr string `yaml:"expr"`
+}
+
+// RuleThen is what a rule does.
+type RuleThen struct {
+	Queue string `yaml:"queue"`
+	// Urgency sets the urgency; Raise raises it by levels; Floor raises it
+	// to at least this level.
+	Urgency   string   `yaml:"urgency"`
+	Raise     int      `yaml:"raise"`
+	Floor     string   `yaml:"floor"`
+	Tags      []string `yaml:"tags"`
+	AutoReply string   `yaml:"auto_reply"`
+	// Stop ends rule evaluation after this rule.
+	Stop bool `yaml:"stop"`
+}
+
+// BusinessHours are the support team's hours.
+type BusinessHours struct {
+	// Timezone is an IANA zone name; default UTC.
+	Timezone string `yaml:"timezone"`
+	// Days are weekday names (mon ... sun); default mon-fri.
+	Days []string `yaml:"days"`
+	// Start and End are "HH:MM"; default 09:00-18:00.
+	Start string `yaml:"start"`
+	End   string `yaml:"end"`
+}
+
+// RuleTest is a message and what routing must decide for it.
+type RuleTest struct {
+	Name    string          `yaml:"name"`
+	Message TestMessage     `yaml:"message"`
+	Expect  TestExpectation `yaml:"expect"`
+}
+
+// TestMessage is the message of a rule test.
+type TestMessage struct {
+	Channel string `yaml:"channel"`
+	Subject string `yaml:"subject"`
+	Text    string `yaml:"text"`
+	From    string `yaml:"from"`
+	To      string `yaml:"to"`
+}
+
+// TestExpectation is what a rule test expects; empty fields are not checked.
+type TestExpectation struct {
+	Queue   string `yaml:"queue"`
+	Urgency string `yaml:"urgency"`
+	Topic   string `yaml:"topic"`
 }
 
 // Connectors holds one block per connector.

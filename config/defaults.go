@@ -111,6 +111,17 @@ func (c *Config) applyDefaults() {
 		c.Routing.Channels[name] = g
 	}
 
+	if len(c.Routing.Haste.Words) > 0 {
+		setDefault(&c.Routing.Haste.Raise, 1)
+	}
+	bh := &c.Routing.BusinessHours
+	setDefault(&bh.Timezone, "UTC")
+	setDefault(&bh.Start, "09:00")
+	setDefault(&bh.End, "18:00")
+	if len(bh.Days) == 0 {
+		bh.Days = []string{"mon", "tue", "wed", "thu", "fri"}
+	}
+
 	setDefault(&c.Conns.App.MaxBody, defaultMaxBody)
 
 	st := &c.Store

@@ -118,3 +118,15 @@ func (p *problems) err() error {
 	}
 	return Errors(out)
 }
+
+// At makes an error positioned where the setting at path (for example
+// "routing.topics.refunds.match[0].any[2]") was written, or at its nearest
+// written parent. A config not loaded from a file gives line 1, column 1.
+func (c *Config) At(path, format string, args ...any) *Error {
+	msg := path + ": " + fmt.Sprintf(format, args...)
+	if c.where == nil {
+		return &Error{File: "config", Line: 1, Col: 1, Msg: msg}
+	}
+	p := c.where.pos(path, false)
+	return &Error{File: c.where.probs.file, Line: p.line, Col: p.col, Msg: msg}
+}

@@ -39,7 +39,8 @@ func Parse(filename string, src []byte, env func(string) (string, bool)) (*Confi
 		return nil, d.probs.err()
 	}
 	cfg.applyDefaults()
-	cfg.validate(&validator{probs: d.probs, index: d.index, failed: d.failed, unset: d.unset})
+	cfg.where = &validator{probs: d.probs, index: d.index, failed: d.failed, unset: d.unset}
+	cfg.validate(cfg.where)
 	if err := d.probs.err(); err != nil {
 		return nil, err
 	}

@@ -218,25 +218,6 @@ func (c *Config) validateNATS(v *validator) {
 	}
 }
 
-func (c *Config) validateRouting(v *validator) {
-	r := &c.Routing
-	if !nameRE.MatchString(r.DefaultQueue) {
-		v.errorf("routing.default_queue", "%s is not a valid queue name (%s; it becomes part of a NATS subject)", quote(r.DefaultQueue), nameRule)
-	}
-	names := make([]string, 0, len(r.Channels))
-	for name := range r.Channels {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		path := mapPath("routing.channels", name)
-		if !slices.Contains(channelNames, name) {
-			v.report(path, true, "unknown channel %s (want one of %s)", quote(name), strings.Join(channelNames, ", "))
-			continue
-		}
-		v.oneOf(path+".urgency", "urgency", r.Channels[name].Urgency, urgencyNames)
-	}
-}
 
 // validateAccess checks the apps and agents, who authenticate with bearer
 // tokens: each must be identifiable by its name and by its token alone.

@@ -1,0 +1,7 @@
+package config
+
+// StripPositions drops the position index so tests can compare configs by value.
+func StripPositions(c *Config) *Config {
+	c.where = nil
+	return c
+}
