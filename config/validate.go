@@ -218,7 +218,6 @@ func (c *Config) validateNATS(v *validator) {
 	}
 }
 
-
 // validateAccess checks the apps and agents, who authenticate with bearer
 // tokens: each must be identifiable by its name and by its token alone.
 func (c *Config) validateAccess(v *validator) {
