@@ -13,6 +13,8 @@ type Decision struct {
 	Queue        string
 	Urgency      message.Urgency
 	Topic        string
+	Tags         []string
+	AutoReply    string // template name, if the decision asks for one
 	Explain      []string
 	RulesVersion string
 }

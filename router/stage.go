@@ -238,6 +238,7 @@ func (s *Stage) record(ctx context.Context, work []decided) ([]store.Result, err
 	for i, w := range work {
 		in[i] = store.Inbound{Msg: w.m, Decision: store.Decision{
 			Queue: w.d.Queue, Urgency: w.d.Urgency, Topic: w.d.Topic, Explain: w.d.Explain, RulesVersion: w.d.RulesVersion,
+			Tags: w.d.Tags, AutoReply: w.d.AutoReply,
 		}}
 	}
 	return s.rec.Record(ctx, in)

@@ -73,7 +73,7 @@ func (c *countingDecider) Decide(m *message.Message) router.Decision {
 
 // openStore opens a real SQLite store in the test's temp dir; every stage
 // of one test shares it, as every router process shares one database.
-func openStore(t *testing.T) store.Store {
+func openStore(t testing.TB) store.Store {
 	t.Helper()
 	if st, ok := stores.Load(t.Name()); ok {
 		return st.(store.Store)

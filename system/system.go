@@ -23,9 +23,9 @@ import (
 	"github.com/inroute/inroute/config"
 	"github.com/inroute/inroute/connectors"
 	"github.com/inroute/inroute/connectors/app"
-	"github.com/inroute/inroute/message"
 	"github.com/inroute/inroute/queue"
 	"github.com/inroute/inroute/router"
+	"github.com/inroute/inroute/router/rules"
 	"github.com/inroute/inroute/store"
 	"github.com/inroute/inroute/store/postgres"
 	"github.com/inroute/inroute/store/sqlite"
@@ -59,6 +59,9 @@ type Options struct {
 	Log  *zap.Logger
 	// Name identifies the process on the bus.
 	Name string
+	// ConfigPath is the file the config came from; the routing rules are
+	// reloaded from it when it changes. Empty: no reloading.
+	ConfigPath string
 }
 
 // System is a running inroute process.
@@ -68,6 +71,7 @@ type System struct {
 	embedded *server.Server
 	bus      *bus.Bus
 	store    store.Store
+	rules    *rules.Live
 	httpSrv  *http.Server
 	ln       net.Listener
 
@@ -113,8 +117,21 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 	mux := http.NewServeMux()
 	api.RegisterHealth(mux, s.bus.Ready)
 
+	if o.Roles&(RoleRouter|RoleAPI) != 0 {
+		// Rules that do not compile or fail their own tests stop the start,
+		// with the file, line and column of each problem.
+		e, err := rules.Check(cfg)
+		if err != nil {
+			return fail(err)
+		}
+		s.rules = rules.NewLive(e, o.ConfigPath, log.Named("rules"))
+		if o.ConfigPath != "" {
+			s.run("rules watcher", func() error { return s.rules.Watch(runCtx) })
+		}
+		(&api.Admin{Rules: s.rules, Tokens: agentTokens(cfg), Log: log.Named("api")}).Register(mux)
+	}
 	if o.Roles&RoleRouter != 0 {
-		stage := router.New(s.bus, s.store, Guidance(cfg), log.Named("router"), router.Options{})
+		stage := router.New(s.bus, s.store, s.rules, log.Named("router"), router.Options{})
 		s.run("router", func() error { return stage.Run(runCtx) })
 	}
 	if o.Roles&RoleAPI != 0 {
@@ -122,11 +139,7 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 		if err != nil {
 			return fail(err)
 		}
-		agents := map[string]string{}
-		for _, a := range cfg.Agents {
-			agents[a.Name] = a.Token
-		}
-		(&api.Agents{Queue: puller, Store: s.store, Tokens: api.NewTokens(agents), Log: log.Named("api")}).Register(mux)
+		(&api.Agents{Queue: puller, Store: s.store, Tokens: agentTokens(cfg), Log: log.Named("api")}).Register(mux)
 	}
 	if o.Roles&RoleConnectors != 0 {
 		conns, err := buildConnectors(cfg, o.Connectors, &connectors.Inbound{Bus: s.bus}, log)
@@ -256,6 +269,25 @@ func (s *System) NATSURL() string {
 	return s.embedded.ClientURL()
 }
 
+func agentTokens(cfg *config.Config) *api.Tokens {
+	agents := map[string]string{}
+	for _, a := range cfg.Agents {
+		agents[a.Name] = a.Token
+	}
+	return api.NewTokens(agents)
+}
+
+// ReloadRules reloads the routing rules from the config file (SIGHUP).
+func (s *System) ReloadRules() error {
+	if s.rules == nil {
+		return errors.New("this process does not route")
+	}
+	return s.rules.Reload()
+}
+
+// Rules is the routing rules in force (nil for a process that needs none).
+func (s *System) Rules() *rules.Live { return s.rules }
+
 // Store is the process's store (nil for a process that needs none).
 func (s *System) Store() store.Store { return s.store }
 
@@ -317,21 +349,6 @@ func (s *System) stopBus() {
 		s.embedded.Shutdown()
 		s.embedded.WaitForShutdown()
 	}
-}
-
-// Guidance builds the channel-guidance decider from config.
-func Guidance(cfg *config.Config) *router.Guidance {
-	g := &router.Guidance{
-		Queue:   cfg.Routing.DefaultQueue,
-		Urgency: map[message.Channel]message.Urgency{},
-		Notes:   map[message.Channel]string{},
-		Version: "guidance",
-	}
-	for ch, cg := range cfg.Routing.Channels {
-		g.Urgency[message.Channel(ch)] = message.Urgency(cg.Urgency)
-		g.Notes[message.Channel(ch)] = cg.Note
-	}
-	return g
 }
 
 // ConnectorNames lists the connectors this build knows.

@@ -55,6 +55,7 @@ Serves /healthz and /readyz only when --http is given.`, runPart(system.RoleRout
 			`Runs only the agent API and health endpoints. Needs nats.url.`, runPart(system.RoleAPI)},
 		{"connector", "NAME [flags]", "run one connector alone against a shared NATS",
 			`Runs one connector (` + strings.Join(system.ConnectorNames(), ", ") + `) with its HTTP endpoints. Needs nats.url.`, runConnector},
+		{"rules", "SUBCOMMAND [flags]", "check, test and explain the routing rules", rulesUsage, runRules},
 		{"store", "SUBCOMMAND [flags]", "find, merge and unmerge contacts; purge old history", storeUsage, runStore},
 		{"version", "", "print the version", "", runVersion},
 		{"help", "[COMMAND]", "show help for inroute or one command", "", nil},
@@ -105,7 +106,7 @@ func helpFor(name string, stdout, stderr io.Writer) int {
 		if c.long != "" {
 			fmt.Fprintf(stdout, "\n%s\n", c.long)
 		}
-		if c.name != "version" && c.name != "help" && c.name != "store" {
+		if c.name != "version" && c.name != "help" && c.name != "store" && c.name != "rules" {
 			fmt.Fprintln(stdout, "\nFlags:")
 			fs, _ := newFlags(c.name, c.name == "serve")
 			fs.SetOutput(stdout)
@@ -201,7 +202,7 @@ func start(ctx context.Context, name string, args []string, o system.Options, st
 	case o.Roles == system.RoleRouter:
 		o.HTTP = "-" // a router has no endpoints of its own; health only on request
 	}
-	o.Config, o.Log, o.Name = cfg, log, "inroute-"+name
+	o.Config, o.Log, o.Name, o.ConfigPath = cfg, log, "inroute-"+name, f.config
 
 	if o.Roles&(system.RoleAPI|system.RoleConnectors) != 0 {
 		for _, who := range cfg.DevTokens() {
@@ -224,13 +225,26 @@ func start(ctx context.Context, name string, args []string, o system.Options, st
 	log.Info("inroute started", zap.String("command", name), zap.String("version", buildVersion()),
 		zap.String("http", sys.HTTPAddr()), zap.String("nats", sys.NATSURL()), zap.String("data_dir", cfg.DataDir))
 
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	code := exitOK
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down: finishing in-flight work")
-	case err := <-sys.Err():
-		log.Error("a part failed; shutting down", zap.Error(err))
-		code = exitFail
+wait:
+	for {
+		select {
+		case <-hup:
+			// Reload logs a refusal itself; the old rules keep routing.
+			if err := sys.ReloadRules(); err == nil {
+				log.Info("routing rules reloaded on SIGHUP")
+			}
+		case <-ctx.Done():
+			log.Info("shutting down: finishing in-flight work")
+			break wait
+		case err := <-sys.Err():
+			log.Error("a part failed; shutting down", zap.Error(err))
+			code = exitFail
+			break wait
+		}
 	}
 	stop() // a second signal now kills the process at once
 	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout.D())
