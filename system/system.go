@@ -128,6 +128,7 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 		if o.ConfigPath != "" {
 			s.run("rules watcher", func() error { return s.rules.Watch(runCtx) })
 		}
+		s.run("rules sharing", func() error { return s.rules.Share(runCtx, s.bus.JS, o.Name) })
 		(&api.Admin{Rules: s.rules, Tokens: agentTokens(cfg), Log: log.Named("api")}).Register(mux)
 	}
 	if o.Roles&RoleRouter != 0 {

@@ -3,6 +3,8 @@ package rules
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -38,6 +40,9 @@ type Live struct {
 
 	mu     sync.Mutex // serializes reloads and guards status
 	status Status
+	// publish, once Share runs, hands a version loaded from the local
+	// file to the other processes.
+	publish atomic.Pointer[func(file string, src []byte, version string)]
 }
 
 var _ router.Decider = (*Live)(nil)
@@ -63,14 +68,27 @@ func (l *Live) Status() Status {
 	return l.status
 }
 
-// Reload reads the config file again and swaps in its rules if they pass.
+// Reload reads the config file again and swaps in its rules if they pass;
+// with Share running, the new version goes to every other process too.
 func (l *Live) Reload() error {
-	cfg, err := config.Load(l.file)
-	if err == nil {
-		return l.Swap(cfg)
+	src, err := os.ReadFile(l.file)
+	if err != nil {
+		err = fmt.Errorf("read config: %w", err)
+		l.refuse(err)
+		return err
 	}
-	l.refuse(err)
-	return err
+	cfg, err := config.Parse(l.file, src, os.LookupEnv)
+	if err != nil {
+		l.refuse(err)
+		return err
+	}
+	if err := l.Swap(cfg); err != nil {
+		return err
+	}
+	if p := l.publish.Load(); p != nil {
+		(*p)(l.file, src, l.Engine().Version())
+	}
+	return nil
 }
 
 // Swap checks cfg's rules and puts them in force if they pass.
