@@ -16,8 +16,9 @@ import (
 // github.com/petar-dambovaliev/aho-corasick: its overlapping iterator
 // (StandardMatch) makes 66 allocations per message (an iterator, a []byte
 // copy of the haystack and a *Match per hit), and Find must not allocate.
-// A double array keeps the automaton compact: 10,000 patterns take a few
-// MiB, where a dense 256-way table would take tens. One transition is two
+// A double array keeps the automaton compact: the 10,000 benchmark
+// patterns take 66,722 slots (1 MiB), where a dense 256-way goto table
+// would take about 64 MiB. One transition is two
 // loads from a 16-byte slot, usually in the same cache line as the next
 // state's base.
 type Matcher struct {

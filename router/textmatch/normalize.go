@@ -106,7 +106,15 @@ func normalizeSlow(s string) string {
 // a combining mark together, which NFKC must then see. NFKC does not
 // produce such characters, so the loop exits after one round; it is there
 // in case a future Unicode version does.
+//
+// Invalid UTF-8 is replaced first. norm.NFKC passes an invalid sequence
+// through together with the valid rune after it, without normalizing that
+// rune (the fuzzer found "\xf7¼" keeping ¼, whose NFKC form is 1⁄4).
+// Each invalid byte is a separator anyway, and U+FFFD is one too.
 func prepare(s string) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
 	for range 3 {
 		if strings.IndexFunc(s, droppable) >= 0 {
 			s = strings.Map(func(r rune) rune {

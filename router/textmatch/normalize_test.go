@@ -63,6 +63,7 @@ func TestNormalize(t *testing.T) {
 		{"yen", "￥100元", "100元"},
 		{"empty", "", ""},
 		{"invalid utf-8", "a\xffb\xc3", "a b"},
+		{"invalid utf-8 before compatibility char", "\xf7\xf7\xf7\xf7\xf7¼", "1 4"}, // found by the fuzzer
 		{"control characters", "a\x00b\x1fc", "a b c"},
 
 		// Invisible format characters disappear instead of splitting.
