@@ -202,14 +202,9 @@ func (e *Engine) eval(cl clause, v view) ([]string, bool) {
 	}
 	if len(cl.regex) > 0 {
 		found := false
-		for _, re := range cl.regex {
-			for _, n := range v.norm {
-				if loc := re.FindStringIndex(n); loc != nil {
-					words, found = append(words, n[loc[0]:loc[1]]), true
-					break
-				}
-			}
-			if found {
+		for _, p := range cl.regex {
+			if w, ok := p.find(v.norm); ok {
+				words, found = append(words, w), true
 				break
 			}
 		}

@@ -12,7 +12,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -54,7 +53,7 @@ var _ router.Decider = (*Engine)(nil)
 type clause struct {
 	any, none []int
 	all       [][]int
-	regex     []*regexp.Regexp
+	regex     []*pattern
 }
 
 type topic struct {
@@ -132,7 +131,7 @@ func (c *compiler) clause(path string, cl config.Clause) clause {
 		out.all = append(out.all, c.list(fmt.Sprintf("%s.all[%d]", path, i), g))
 	}
 	for i, src := range cl.Regex {
-		re, err := regexp.Compile(src)
+		re, err := compilePattern(src)
 		if err != nil {
 			c.errs = append(c.errs, c.cfg.At(fmt.Sprintf("%s.regex[%d]", path, i), "invalid regular expression: %v", err))
 			continue
