@@ -32,6 +32,9 @@ type Item struct {
 	Queue     string          `json:"queue"`
 	Urgency   message.Urgency `json:"urgency"`
 	Topic     string          `json:"topic"`
+	Tags      []string        `json:"tags,omitempty"`
+	// AutoReply names the template the decision asked for, if any.
+	AutoReply string `json:"auto_reply,omitempty"`
 	// Explain says, in words, why the item went to this queue at this
 	// urgency: which rule fired on which words.
 	Explain      []string         `json:"explain"`

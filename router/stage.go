@@ -189,7 +189,7 @@ func (s *Stage) route(batch []jetstream.Msg) {
 		}
 		it := &queue.Item{
 			V: queue.ItemVersion, ID: w.m.ID, ConversationID: c.ID, ContactID: c.ContactID, Queue: c.Queue,
-			Urgency: c.Urgency, Topic: c.Topic, Threading: r.Threading, Explain: w.d.Explain,
+			Urgency: c.Urgency, Topic: c.Topic, Tags: w.d.Tags, AutoReply: w.d.AutoReply, Threading: r.Threading, Explain: w.d.Explain,
 			RulesVersion: w.d.RulesVersion, RoutedAt: s.opt.Now().UTC(), Message: w.m,
 		}
 		if r.Joined && r.PrevStatus == store.StatusQueued && (r.PrevQueue != c.Queue || r.PrevUrgency != c.Urgency) {

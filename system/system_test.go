@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -325,4 +327,81 @@ func TestStartFailsCleanlyOnBusyPort(t *testing.T) {
 	// The embedded server was stopped: the same data dir starts again.
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	start(t, cfg, system.RoleAll)
+}
+
+// An admin edits config.yaml while inroute runs: a valid change takes
+// effect within a second, a broken one is refused with its position and
+// routing goes on with the old rules.
+func TestEditRulesWhileRunning(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	rules := func(version, queue string) string {
+		return fmt.Sprintf(`routing:
+  version: %s
+  queues: {general: {}, refunds: {}, billing: {}}
+  topics:
+    refunds: {queue: %s, match: [{any: [refund]}]}
+    general: {}
+  precedence: [refunds, general]
+`, version, queue)
+	}
+	if err := os.WriteFile(path, []byte(rules("v1", "refunds")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir = t.TempDir()
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.Conns.App.Enabled = true
+	cfg.Conns.App.Apps = []config.App{{Name: "wallet", Token: appToken}}
+	cfg.Agents = []config.Agent{{Name: "ann", Token: agentToken}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sys, err := system.Start(ctx, system.Options{Config: cfg, Roles: system.RoleAll, ConfigPath: path, Log: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sys.Shutdown(context.Background()) })
+	base := "http://" + sys.HTTPAddr()
+	status := func() map[string]any {
+		_, body, _ := do(t, "GET", base+"/v1/admin/routing", agentToken, nil)
+		var st map[string]any
+		_ = json.Unmarshal(body, &st)
+		return st
+	}
+	if st := status(); st["version"] != "v1" {
+		t.Fatalf("status %v", st)
+	}
+	time.Sleep(100 * time.Millisecond) // the watcher is up
+	if err := os.WriteFile(path, []byte(rules("v2", "billing")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testbus.CheckFor(t, time.Second, 20*time.Millisecond, func() error {
+		if v := status()["version"]; v != "v2" {
+			return fmt.Errorf("version %v", v)
+		}
+		return nil
+	})
+	if err := os.WriteFile(path, []byte(strings.Replace(rules("v3", "billing"), "precedence: [refunds, general]", "precedence: [refunds]", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testbus.CheckFor(t, 2*time.Second, 20*time.Millisecond, func() error {
+		st := status()
+		if e, _ := st["last_error"].(string); !strings.Contains(e, path+":6:5: routing.topics.general: topic \"general\" is not in routing.precedence") {
+			return fmt.Errorf("status %v", st)
+		}
+		if st["version"] != "v2" {
+			return fmt.Errorf("version %v", st["version"])
+		}
+		return nil
+	})
+	// Routing goes on with v2: refunds go to billing.
+	if s, _ := postApp(t, base, "r1", "I want a refund"); s != 202 {
+		t.Fatal(s)
+	}
+	waitQueued(t, sys.Bus(), 1)
+	if s, it := next(t, base); s != 200 || it.Queue != "billing" || it.RulesVersion != "v2" {
+		t.Fatalf("next: %d %+v", s, it)
+	}
 }
