@@ -30,6 +30,9 @@ import (
 	"github.com/inroute/inroute/store/postgres"
 	"github.com/inroute/inroute/store/sqlite"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 )
 
@@ -116,6 +119,10 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 	}
 	mux := http.NewServeMux()
 	api.RegisterHealth(mux, s.bus.Ready)
+	// Each process has its own registry: what it runs registers here.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(log.Named("metrics"))}))
 
 	if o.Roles&(RoleRouter|RoleAPI) != 0 {
 		// Rules that do not compile or fail their own tests stop the start,
@@ -125,6 +132,7 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 			return fail(err)
 		}
 		s.rules = rules.NewLive(e, o.ConfigPath, log.Named("rules"))
+		reg.MustRegister(s.rules)
 		if o.ConfigPath != "" {
 			s.run("rules watcher", func() error { return s.rules.Watch(runCtx) })
 		}

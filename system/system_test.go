@@ -396,6 +396,13 @@ func TestEditRulesWhileRunning(t *testing.T) {
 		}
 		return nil
 	})
+	// The refusal is a metric too.
+	_, metrics, _ := do(t, "GET", base+"/metrics", "", nil)
+	for _, want := range []string{"inroute_rules_refused_total 1", `inroute_rules_info{version="v2"} 1`} {
+		if !bytes.Contains(metrics, []byte(want)) {
+			t.Fatalf("/metrics lacks %q", want)
+		}
+	}
 	// Routing goes on with v2: refunds go to billing.
 	if s, _ := postApp(t, base, "r1", "I want a refund"); s != 202 {
 		t.Fatal(s)
