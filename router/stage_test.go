@@ -21,8 +21,8 @@ import (
 	"go.uber.org/zap/zaptest"
 )
 
-func guidance() *router.Guidance {
-	return &router.Guidance{
+func guidance() *guidanceDecider {
+	return &guidanceDecider{
 		Queue:   "general",
 		Urgency: map[message.Channel]message.Urgency{message.Voice: message.Urgent, message.App: message.High, message.Email: message.Low},
 		Version: "test",
@@ -378,4 +378,39 @@ func TestBusRestartMidRouting(t *testing.T) {
 // testLogger shows warnings and errors in the test log.
 func testLogger(t *testing.T) *zap.Logger {
 	return zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+}
+
+// guidanceDecider sends every message to one queue at its channel's
+// default urgency: routing with no rules, so these tests are about the
+// stage alone.
+type guidanceDecider struct {
+	Queue    string
+	Urgency  map[message.Channel]message.Urgency
+	Notes    map[message.Channel]string
+	Version  string
+	Fallback message.Urgency
+}
+
+var _ router.Decider = (*guidanceDecider)(nil)
+
+func (g *guidanceDecider) Decide(m *message.Message) router.Decision {
+	u, ok := g.Urgency[m.Channel]
+	explain := fmt.Sprintf("channel guidance: %s messages start at %s", m.Channel, u)
+	if !ok {
+		u = g.Fallback
+		if !u.Valid() {
+			u = message.Normal
+		}
+		explain = fmt.Sprintf("channel %s has no guidance; default urgency %s", m.Channel, u)
+	}
+	if note := g.Notes[m.Channel]; note != "" {
+		explain += " (" + note + ")"
+	}
+	return router.Decision{
+		Queue:        g.Queue,
+		Urgency:      u,
+		Topic:        "general",
+		Explain:      []string{"no routing rules yet: queue " + g.Queue, explain},
+		RulesVersion: g.Version,
+	}
 }
