@@ -25,7 +25,7 @@ type evalLine struct {
 // as a measuring stick. The issue asks for at least 95% right queues and
 // no missed security incident.
 func TestShippedTriage(t *testing.T) {
-	for _, set := range []string{"testdata/triage_eval.jsonl", "testdata/triage_eval2.jsonl"} {
+	for _, set := range []string{"testdata/triage_eval.jsonl", "testdata/triage_eval2.jsonl", "testdata/triage_eval3.jsonl"} {
 		t.Run(set, func(t *testing.T) { evaluate(t, set) })
 	}
 }
