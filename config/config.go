@@ -12,13 +12,17 @@ import "time"
 type Config struct {
 	// DataDir holds the embedded JetStream store and (later) the SQLite store.
 	// Default "./data".
-	DataDir string     `yaml:"data_dir"`
-	Log     Log        `yaml:"log"`
-	NATS    NATS       `yaml:"nats"`
-	HTTP    HTTP       `yaml:"http"`
-	Routing Routing    `yaml:"routing"`
-	Conns   Connectors `yaml:"connectors"`
-	Store   Store      `yaml:"store"`
+	DataDir string  `yaml:"data_dir"`
+	Log     Log     `yaml:"log"`
+	NATS    NATS    `yaml:"nats"`
+	HTTP    HTTP    `yaml:"http"`
+	Routing Routing `yaml:"routing"`
+	// RoutingFile keeps the routing rules in their own file (relative to
+	// this one), so they can be reviewed and changed on their own; its top
+	// level holds the keys of routing:. Use one or the other.
+	RoutingFile string     `yaml:"routing_file"`
+	Conns       Connectors `yaml:"connectors"`
+	Store       Store      `yaml:"store"`
 	// Agents are the people allowed to pull work; names and tokens must be
 	// unique.
 	Agents []Agent `yaml:"agents"`
@@ -26,6 +30,11 @@ type Config struct {
 	// where remembers the position of every setting, for problems found
 	// after loading (the rules compiler's, say).
 	where *validator
+	// whereRouting positions the routing settings: the same as where, or
+	// the routing file's own positions.
+	whereRouting *validator
+	routingPath  string
+	routingSrc   []byte
 }
 
 // Log configures zap.

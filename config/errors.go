@@ -55,7 +55,7 @@ func (es Errors) Unwrap() []error {
 
 func sortErrors(es []*Error) {
 	slices.SortStableFunc(es, func(a, b *Error) int {
-		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col))
+		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col))
 	})
 }
 
@@ -124,9 +124,13 @@ func (p *problems) err() error {
 // written parent. A config not loaded from a file gives line 1, column 1.
 func (c *Config) At(path, format string, args ...any) *Error {
 	msg := path + ": " + fmt.Sprintf(format, args...)
-	if c.where == nil {
+	w := c.where
+	if c.whereRouting != nil && (path == "routing" || strings.HasPrefix(path, "routing.")) {
+		w = c.whereRouting
+	}
+	if w == nil {
 		return &Error{File: "config", Line: 1, Col: 1, Msg: msg}
 	}
-	p := c.where.pos(path, false)
-	return &Error{File: c.where.probs.file, Line: p.line, Col: p.col, Msg: msg}
+	p := w.pos(path, false)
+	return &Error{File: w.probs.file, Line: p.line, Col: p.col, Msg: msg}
 }

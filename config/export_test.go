@@ -2,6 +2,6 @@ package config
 
 // StripPositions drops the position index so tests can compare configs by value.
 func StripPositions(c *Config) *Config {
-	c.where = nil
+	c.where, c.whereRouting = nil, nil
 	return c
 }

@@ -146,7 +146,9 @@ func (c *Config) validate(v *validator) {
 		v.errorf("http.listen", "%v", err)
 	}
 	v.positive("http.shutdown_timeout", c.HTTP.ShutdownTimeout)
-	c.validateRouting(v)
+	if c.RoutingFile == "" {
+		c.validateRouting(v)
+	}
 	c.validateAccess(v)
 	c.validateStore(v)
 }

@@ -132,6 +132,7 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 			return fail(err)
 		}
 		s.rules = rules.NewLive(e, o.ConfigPath, log.Named("rules"))
+		s.rules.SetFiles(cfg.Files())
 		reg.MustRegister(s.rules)
 		if o.ConfigPath != "" {
 			s.run("rules watcher", func() error { return s.rules.Watch(runCtx) })

@@ -41,8 +41,11 @@ type Live struct {
 	mu     sync.Mutex // serializes reloads and guards status
 	status Status
 	// publish, once Share runs, hands a version loaded from the local
-	// file to the other processes.
-	publish atomic.Pointer[func(file string, src []byte, version string)]
+	// files to the other processes.
+	publish atomic.Pointer[func(cfg *config.Config, src []byte, version string)]
+	// files are the files the version in force was read from (config.yaml
+	// and its routing_file), which Watch watches.
+	files atomic.Pointer[[]string]
 }
 
 var _ router.Decider = (*Live)(nil)
@@ -85,10 +88,30 @@ func (l *Live) Reload() error {
 	if err := l.Swap(cfg); err != nil {
 		return err
 	}
+	files := cfg.Files()
+	l.files.Store(&files)
 	if p := l.publish.Load(); p != nil {
-		(*p)(l.file, src, l.Engine().Version())
+		(*p)(cfg, src, l.Engine().Version())
 	}
 	return nil
+}
+
+// SetFiles tells Watch which files the version in force came from.
+func (l *Live) SetFiles(files []string) { l.files.Store(&files) }
+
+func (l *Live) watched() map[string]bool {
+	out := map[string]bool{}
+	if abs, err := filepath.Abs(l.file); err == nil {
+		out[abs] = true
+	}
+	if fs := l.files.Load(); fs != nil {
+		for _, f := range *fs {
+			if abs, err := filepath.Abs(f); err == nil {
+				out[abs] = true
+			}
+		}
+	}
+	return out
 }
 
 // Swap checks cfg's rules and puts them in force if they pass.
@@ -135,11 +158,19 @@ func (l *Live) Watch(ctx context.Context) error {
 		return err
 	}
 	defer w.Close()
-	abs, err := filepath.Abs(l.file)
-	if err != nil {
-		return err
+	dirs := map[string]bool{}
+	watchDirs := func() error {
+		for f := range l.watched() {
+			if d := filepath.Dir(f); !dirs[d] {
+				if err := w.Add(d); err != nil {
+					return err
+				}
+				dirs[d] = true
+			}
+		}
+		return nil
 	}
-	if err := w.Add(filepath.Dir(abs)); err != nil {
+	if err := watchDirs(); err != nil {
 		return err
 	}
 	// Editors write in bursts (truncate, write, chmod, rename): wait for
@@ -160,7 +191,7 @@ func (l *Live) Watch(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			if filepath.Clean(ev.Name) != abs || ev.Op == fsnotify.Chmod {
+			if !l.watched()[filepath.Clean(ev.Name)] || ev.Op == fsnotify.Chmod {
 				continue
 			}
 			if timer == nil {
@@ -176,6 +207,10 @@ func (l *Live) Watch(ctx context.Context) error {
 		case <-fire:
 			if err := l.Reload(); err != nil && !errors.Is(err, context.Canceled) {
 				continue // refused and logged; the old version keeps routing
+			}
+			// A new routing_file may live in another folder.
+			if err := watchDirs(); err != nil {
+				l.log.Warn("watching the config files", zap.Error(err))
 			}
 		case err, ok := <-w.Errors:
 			if !ok {

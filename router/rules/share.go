@@ -22,11 +22,14 @@ const kvKey = "config"
 // sharedVersion is what the bucket holds: the config file a process loaded
 // its rules from. Receivers parse it with their own environment.
 type sharedVersion struct {
-	Version string    `json:"version"`
-	File    string    `json:"file"`
-	Source  []byte    `json:"source"`
-	By      string    `json:"by"`
-	At      time.Time `json:"at"`
+	Version string `json:"version"`
+	File    string `json:"file"`
+	Source  []byte `json:"source"`
+	// Routing is the routing_file's content, by the path config.yaml names.
+	RoutingFile string    `json:"routing_file,omitempty"`
+	Routing     []byte    `json:"routing,omitempty"`
+	By          string    `json:"by"`
+	At          time.Time `json:"at"`
 }
 
 // Share keeps every process on one rules version until ctx ends: a version
@@ -43,8 +46,9 @@ func (l *Live) Share(ctx context.Context, js jetstream.JetStream, name string) e
 	if err != nil {
 		return fmt.Errorf("rules bucket: %w", err)
 	}
-	put := func(file string, src []byte, version string) {
-		data, _ := json.Marshal(sharedVersion{Version: version, File: file, Source: src, By: name, At: time.Now().UTC()})
+	put := func(cfg *config.Config, src []byte, version string) {
+		rf, rsrc := cfg.RoutingSource()
+		data, _ := json.Marshal(sharedVersion{Version: version, File: l.file, Source: src, RoutingFile: rf, Routing: rsrc, By: name, At: time.Now().UTC()})
 		pctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if _, err := kv.Put(pctx, kvKey, data); err != nil {
@@ -56,7 +60,9 @@ func (l *Live) Share(ctx context.Context, js jetstream.JetStream, name string) e
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		if l.file != "" {
 			if src, err := os.ReadFile(l.file); err == nil {
-				put(l.file, src, l.Engine().Version())
+				if cfg, err := config.Parse(l.file, src, os.LookupEnv); err == nil {
+					put(cfg, src, l.Engine().Version())
+				}
 			}
 		}
 	case err != nil:
@@ -97,7 +103,13 @@ func (l *Live) apply(data []byte) {
 	if sv.Version == l.Engine().Version() {
 		return
 	}
-	cfg, err := config.Parse(sv.File, sv.Source, os.LookupEnv)
+	read := func(path string) ([]byte, error) {
+		if path == sv.RoutingFile {
+			return sv.Routing, nil
+		}
+		return nil, fmt.Errorf("%s was not shared with the rules", path)
+	}
+	cfg, err := config.ParseFiles(sv.File, sv.Source, os.LookupEnv, read)
 	if err != nil {
 		l.refuse(fmt.Errorf("rules shared by %s: %w", sv.By, err))
 		return
