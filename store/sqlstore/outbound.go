@@ -29,8 +29,12 @@ func (s *Store) RecordReply(ctx context.Context, r store.Reply) (*store.Message,
 			return err
 		}
 		key := "reply:" + r.Key
-		err = tx.QueryRowContext(ctx, s.q(`SELECT id FROM messages WHERE channel_message_id = ? AND channel = ?`), key, string(r.Channel)).Scan(&id)
+		var other int64
+		err = tx.QueryRowContext(ctx, s.q(`SELECT id, conversation_id FROM messages WHERE channel_message_id = ? AND channel = ?`), key, string(r.Channel)).Scan(&id, &other)
 		if err == nil {
+			if other != c.ID {
+				return fmt.Errorf("idempotency key %q was used for conversation %d: %w", r.Key, other, store.ErrConflict)
+			}
 			return nil // recorded before
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
@@ -97,18 +101,23 @@ func (s *Store) SetDelivery(ctx context.Context, messageID, status, detail strin
 		return fmt.Errorf("unknown delivery status %q", status)
 	}
 	return s.writeTx(ctx, func(tx *sql.Tx) error {
-		var cur string
-		err := tx.QueryRowContext(ctx, s.q(`SELECT delivery_status FROM messages WHERE id = ? AND direction = 'out'`), messageID).Scan(&cur)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("outbound message %s: %w", messageID, store.ErrNotFound)
-		}
+		// One conditional statement, so two reports arriving together
+		// cannot move the status backwards or overwrite a failure.
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE messages SET delivery_status = ?, delivery_error = ?
+			WHERE id = ? AND direction = 'out' AND delivery_status <> 'failed'
+			AND (CASE delivery_status WHEN 'queued' THEN 1 WHEN 'sent' THEN 2 WHEN 'delivered' THEN 3 ELSE 0 END) < ?`),
+			status, detail, messageID, store.DeliveryRank(status))
 		if err != nil {
 			return err
 		}
-		if cur == store.DeliveryFailed || store.DeliveryRank(status) <= store.DeliveryRank(cur) {
-			return nil // a late or repeated report
+		if n, _ := res.RowsAffected(); n > 0 {
+			return nil
 		}
-		_, err = tx.ExecContext(ctx, s.q(`UPDATE messages SET delivery_status = ?, delivery_error = ? WHERE id = ?`), status, detail, messageID)
-		return err
+		var one int
+		err = tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM messages WHERE id = ? AND direction = 'out'`), messageID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("outbound message %s: %w", messageID, store.ErrNotFound)
+		}
+		return err // nil: a late or repeated report, ignored
 	})
 }

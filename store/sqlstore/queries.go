@@ -270,6 +270,23 @@ func (s *Store) MergeContacts(ctx context.Context, into, from int64, actor strin
 		if root == other {
 			return fmt.Errorf("contacts %d and %d are already one customer: %w", into, from, store.ErrConflict)
 		}
+		if s.d.ForUpdate != "" {
+			// Both must still be roots when we hold them, or a concurrent
+			// merge would leave a chain instead of one flat group.
+			lo, hi := min(root, other), max(root, other)
+			rows, err := tx.QueryContext(ctx, s.q(`SELECT id FROM contacts WHERE id IN (?, ?) AND merged_into IS NULL ORDER BY id`+s.d.ForUpdate), lo, hi)
+			if err != nil {
+				return err
+			}
+			n := 0
+			for rows.Next() {
+				n++
+			}
+			rows.Close()
+			if n != 2 {
+				return errRaced
+			}
+		}
 		id, err = b.merge(root, other, actor, false)
 		if err != nil {
 			return err
@@ -342,6 +359,19 @@ func (s *Store) UndoMerge(ctx context.Context, mergeID int64, actor string) erro
 			return fmt.Errorf("merge %d: %w", mergeID, err)
 		}
 		now := us(s.o.Now())
+		// Undo only what this merge did: if a later merge moved these
+		// contacts on, undoing this one first would put back a state that
+		// no longer exists.
+		for idStr := range moved {
+			id, _ := strconv.ParseInt(idStr, 10, 64)
+			var cur sql.NullInt64
+			if err := tx.QueryRowContext(ctx, s.q(`SELECT merged_into FROM contacts WHERE id = ?`), id).Scan(&cur); err != nil {
+				return fmt.Errorf("undo merge %d: %w", mergeID, err)
+			}
+			if cur.Int64 != into {
+				return fmt.Errorf("merge %d: contact %d was merged again since; undo the later merge first: %w", mergeID, id, store.ErrConflict)
+			}
+		}
 		for idStr, prev := range moved {
 			id, _ := strconv.ParseInt(idStr, 10, 64)
 			var p any
@@ -379,11 +409,13 @@ func (s *Store) Assign(ctx context.Context, conversationID int64, agent string) 
 		`UPDATE conversations SET status = 'assigned', assignee = ?, updated_at = ? WHERE id = ?`, agent, us(s.o.Now()), conversationID)
 }
 
-// Claim implements store.Store.
+// Claim implements store.Store. Claiming again what the same agent holds
+// succeeds, so a claim whose answer was lost can be repeated.
 func (s *Store) Claim(ctx context.Context, conversationID int64, agent string) error {
 	err := s.update(ctx, conversationID, store.EventClaimed, agent, map[string]any{"agent": agent},
-		`UPDATE conversations SET status = 'assigned', assignee = ?, updated_at = ? WHERE id = ? AND status = 'queued'`,
-		agent, us(s.o.Now()), conversationID)
+		`UPDATE conversations SET status = 'assigned', assignee = ?, updated_at = ? WHERE id = ?
+		AND (status = 'queued' OR (status = 'assigned' AND assignee = ?))`,
+		agent, us(s.o.Now()), conversationID, agent)
 	if errors.Is(err, store.ErrNotFound) {
 		if _, cerr := s.Conversation(ctx, conversationID); cerr == nil {
 			return fmt.Errorf("conversation %d is not waiting: %w", conversationID, store.ErrConflict)

@@ -458,8 +458,23 @@ func (b *batch) loadConversations(roots map[int64]bool, ws []work) error {
 	slices.SortFunc(ids, func(x, y any) int { return cmp.Compare(x.(int64), y.(int64)) })
 	in := placeholders(len(ids))
 	if b.s.d.ForUpdate != "" {
-		if _, err := b.exec(`SELECT id FROM contacts WHERE id IN (`+in+`) ORDER BY id`+b.s.d.ForUpdate, ids...); err != nil {
+		// Lock the customers, and only while they are still roots: a merge
+		// that committed since we read them moved their conversations, and
+		// threading against the old root would file the message apart.
+		rows, err := b.query(`SELECT id FROM contacts WHERE id IN (`+in+`) AND merged_into IS NULL ORDER BY id`+b.s.d.ForUpdate, ids...)
+		if err != nil {
 			return fmt.Errorf("lock customers: %w", err)
+		}
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("lock customers: %w", err)
+		}
+		if n != len(ids) {
+			return errRaced
 		}
 	}
 	o := b.s.o
