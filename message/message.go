@@ -209,10 +209,24 @@ func (m *Message) Validate() error {
 			bad("%s is longer than %d bytes", f.name, maxShortFieldBytes)
 		}
 	}
-	texts := [...]struct{ name, v string }{{"text", m.Text}, {"subject", m.Subject}, {"from.name", m.From.Name}, {"html", m.HTML}}
+	texts := [...]struct{ name, v string }{{"text", m.Text}, {"subject", m.Subject}, {"from.name", m.From.Name}, {"html", m.HTML},
+		{"from.address", m.From.Address}, {"channel_message_id", m.ChannelMessageID}}
 	for _, f := range texts {
 		if !utf8.ValidString(f.v) {
 			bad("%s is not valid UTF-8", f.name)
+		}
+		// PostgreSQL cannot store NUL in text; no channel sends one on purpose.
+		if strings.IndexByte(f.v, 0) >= 0 {
+			bad("%s contains a NUL character", f.name)
+		}
+	}
+	// Header-length bounds (RFC 5322 allows 998 characters a line): the
+	// store indexes these values.
+	thread := append([]string{m.Thread.MessageID, m.Thread.InReplyTo, m.Thread.ChatID}, m.Thread.References...)
+	for _, v := range thread {
+		if len(v) > maxShortFieldBytes || strings.IndexByte(v, 0) >= 0 || !utf8.ValidString(v) {
+			bad("thread ids must be valid text of at most %d bytes", maxShortFieldBytes)
+			break
 		}
 	}
 	if len(problems) == 0 {

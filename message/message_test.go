@@ -91,6 +91,8 @@ func TestValidate(t *testing.T) {
 		{"only extra", func(m *Message) { m.Text = ""; m.Extra = map[string]string{"call_status": "no-answer"} }, ""},
 		{"text long", func(m *Message) { m.Text = strings.Repeat("x", MaxTextBytes+1) }, "text is longer"},
 		{"utf8", func(m *Message) { m.Text = "\xff\xfe" }, "not valid UTF-8"},
+		{"nul", func(m *Message) { m.Text = "he\x00llo" }, "contains a NUL"},
+		{"long thread id", func(m *Message) { m.Thread.References = []string{strings.Repeat("r", 2000)} }, "thread ids"},
 		{"negative size", func(m *Message) { m.Attachments = []Attachment{{Size: -1}} }, "size is negative"},
 		{"subject long", func(m *Message) { m.Subject = strings.Repeat("s", 2000) }, "subject is longer"},
 	}

@@ -172,11 +172,10 @@ func (s *Stage) route(batch []jetstream.Msg) {
 	}
 	results, err := s.record(ctx, work)
 	if err != nil {
-		s.log.Error("record batch; will retry", zap.Int("messages", len(work)), zap.Error(err))
-		for _, w := range work {
-			_ = w.in.NakWithDelay(time.Second)
+		work, results = s.isolate(ctx, work, err)
+		if len(work) == 0 {
+			return
 		}
-		return
 	}
 	inflight := make([]pending, 0, len(work))
 	for i, w := range work {
@@ -231,6 +230,47 @@ func (s *Stage) route(batch []jetstream.Msg) {
 			_ = p.in.NakWithDelay(time.Second)
 		}
 	}
+}
+
+// poisonAfter is how many deliveries a message that fails to record on its
+// own gets before it is dead-lettered instead of blocking forever.
+const poisonAfter = 5
+
+// isolate runs after a batch failed to record. Recorded one by one, the
+// messages that succeed go on; if some succeed, those that fail alone are
+// bad input and go to the dead-letter subject; if all fail, the store is
+// the problem and everything is retried later (a message failing alone
+// again and again is dead-lettered after poisonAfter deliveries).
+func (s *Stage) isolate(ctx context.Context, work []decided, batchErr error) ([]decided, []store.Result) {
+	s.log.Warn("record batch failed; recording one by one", zap.Int("messages", len(work)), zap.Error(batchErr))
+	var ok []decided
+	var results []store.Result
+	type failure struct {
+		w   decided
+		err error
+	}
+	var failed []failure
+	for _, w := range work {
+		r, err := s.record(ctx, []decided{w})
+		if err != nil {
+			failed = append(failed, failure{w, err})
+			continue
+		}
+		ok, results = append(ok, w), append(results, r[0])
+	}
+	for _, f := range failed {
+		delivered := uint64(0)
+		if md, err := f.w.in.Metadata(); err == nil {
+			delivered = md.NumDelivered
+		}
+		if len(ok) > 0 || delivered >= poisonAfter {
+			s.deadLetter(ctx, f.w.in, fmt.Errorf("record: %w", f.err))
+			continue
+		}
+		s.log.Error("record failed; will retry", zap.String("message_id", f.w.m.ID), zap.Uint64("deliveries", delivered), zap.Error(f.err))
+		_ = f.w.in.NakWithDelay(time.Second)
+	}
+	return ok, results
 }
 
 func (s *Stage) record(ctx context.Context, work []decided) ([]store.Result, error) {

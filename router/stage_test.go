@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -412,5 +413,59 @@ func (g *guidanceDecider) Decide(m *message.Message) router.Decision {
 		Topic:        "general",
 		Explain:      []string{"no routing rules yet: queue " + g.Queue, explain},
 		RulesVersion: g.Version,
+	}
+}
+
+// failingRecorder is the real store, except that any batch holding a
+// message with the marker text fails, as PostgreSQL fails on input SQLite
+// accepts: fault injection around real code.
+type failingRecorder struct {
+	router.Recorder
+	marker string
+}
+
+func (f failingRecorder) Record(ctx context.Context, in []store.Inbound) ([]store.Result, error) {
+	for _, x := range in {
+		if x.Msg.Text == f.marker {
+			return nil, fmt.Errorf("injected: the database refuses %q", f.marker)
+		}
+	}
+	return f.Recorder.Record(ctx, in)
+}
+
+// One message the store refuses must not hold back the rest of its batch,
+// and is dead-lettered with the reason instead of retried forever.
+func TestPoisonMessageIsIsolated(t *testing.T) {
+	srv := testbus.Start(t)
+	b := srv.Connect(t)
+	in := []*message.Message{msg(message.App, "g1", "fine"), msg(message.App, "p1", "poison"), msg(message.App, "g2", "fine too")}
+	publishAsync(t, b, in)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- router.New(b, failingRecorder{openStore(t), "poison"}, guidance(), testLogger(t), router.Options{}).Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	testbus.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		q, err := countMsgs(b, bus.StreamQueues)
+		if err != nil {
+			return err
+		}
+		d, err := countMsgs(b, bus.StreamDeadLetter)
+		if err != nil {
+			return err
+		}
+		if q != 2 || d != 1 {
+			return fmt.Errorf("queued %d (want 2), dead %d (want 1)", q, d)
+		}
+		return nil
+	})
+	st, _ := b.JS.Stream(context.Background(), bus.StreamDeadLetter)
+	raw, err := st.GetMsg(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(raw.Header.Get(bus.HeaderDeadReason), "injected") {
+		t.Fatalf("reason %q", raw.Header.Get(bus.HeaderDeadReason))
 	}
 }
