@@ -46,6 +46,8 @@ type Live struct {
 	// files are the files the version in force was read from (config.yaml
 	// and its routing_file), which Watch watches.
 	files atomic.Pointer[[]string]
+	// hash identifies the content of the version in force (see Share).
+	hash atomic.Value
 }
 
 var _ router.Decider = (*Live)(nil)
@@ -90,6 +92,8 @@ func (l *Live) Reload() error {
 	}
 	files := cfg.Files()
 	l.files.Store(&files)
+	_, rsrc := cfg.RoutingSource()
+	l.hash.Store(contentHash(src, rsrc))
 	if p := l.publish.Load(); p != nil {
 		(*p)(cfg, src, l.Engine().Version())
 	}

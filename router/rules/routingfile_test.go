@@ -50,6 +50,14 @@ func TestRoutingFileReloadAndShare(t *testing.T) {
 	go func() { _ = a.Watch(ctx) }()
 	go func() { _ = a.Share(ctx, b.JS, "a") }()
 
+	waitFor(t, "a's version in the bucket", func() bool {
+		kv, err := b.JS.KeyValue(context.Background(), rules.KVBucket)
+		if err != nil {
+			return false
+		}
+		_, err = kv.Get(context.Background(), "config")
+		return err == nil
+	})
 	// Another process, with a config that names no routing file at all.
 	other := filepath.Join(t.TempDir(), "config.yaml")
 	_ = os.WriteFile(other, []byte(version("old", "billing")), 0o600)

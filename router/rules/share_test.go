@@ -62,4 +62,13 @@ func TestProcessesConverge(t *testing.T) {
 	if got := refundQueue(bl); got != "billing" {
 		t.Fatalf("after v2, b routes refunds to %s", got)
 	}
+	// An edit that keeps the version label still reaches b: versions are
+	// told apart by content.
+	if err := os.WriteFile(aPath, []byte(version("v2", "refunds")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b to follow the same-label edit", func() bool { return refundQueue(bl) == "refunds" })
 }
