@@ -135,20 +135,32 @@ func (p *Puller) Next(ctx context.Context, claim Claim) (*Item, error) {
 				_ = got.Term()
 				continue
 			}
+			// Claim and ack must not be cut off half way by a caller that
+			// hangs up: a claimed conversation whose item stays queued is
+			// dropped as stale later, but one left unacked for nothing
+			// would wait out the claim wait.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			if claim != nil {
-				ok, err := claim(ctx, it)
+				ok, err := claim(cctx, it)
 				if err != nil {
+					cancel()
 					_ = got.Nak()
 					return nil, fmt.Errorf("claim conversation %d: %w", it.ConversationID, err)
 				}
 				if !ok {
+					cancel()
 					_ = got.Term()
 					continue
 				}
 			}
-			if err := got.DoubleAck(ctx); err != nil {
-				return nil, fmt.Errorf("claim item %s: %w", it.ID, err)
+			// The claim is recorded: the conversation is this caller's now,
+			// whatever happens to the ack (an item that comes back is stale
+			// and is dropped at the next claim).
+			if err := got.DoubleAck(cctx); err != nil {
+				p.log.Warn("ack of a claimed item failed; it will come back and be dropped as stale",
+					zap.Int64("conversation", it.ConversationID), zap.Error(err))
 			}
+			cancel()
 			return it, nil
 		}
 	}
