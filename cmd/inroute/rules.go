@@ -48,16 +48,9 @@ func runRules(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	subject := fs.String("subject", "", "explain: the subject")
 	from := fs.String("from", "", "explain: the sender's address")
 	to := fs.String("to", "", "explain: the address written to")
-	var pos []string
-	for {
-		if err := fs.Parse(rest); err != nil {
-			return exitConfig
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+	pos, err := parseInterspersed(fs, rest)
+	if err != nil {
+		return exitConfig
 	}
 	switch sub {
 	case "check", "test", "explain":

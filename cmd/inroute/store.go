@@ -45,17 +45,9 @@ func runStore(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	asJSON := fs.Bool("json", false, "print JSON")
 	olderThan := fs.String("older-than", "", "purge: resolved longer ago than this (default store.retention)")
 	dryRun := fs.Bool("dry-run", false, "purge: only say how many conversations would go")
-	// Flags may come before or after the arguments.
-	var pos []string
-	for {
-		if err := fs.Parse(rest); err != nil {
-			return exitConfig
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+	pos, err := parseInterspersed(fs, rest)
+	if err != nil {
+		return exitConfig
 	}
 	want := map[string]int{"find": 1, "merge": 2, "unmerge": 1, "purge": 0}
 	n, known := want[sub]

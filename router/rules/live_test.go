@@ -48,15 +48,7 @@ func startLive(t *testing.T) (*rules.Live, string) {
 	if err := os.WriteFile(path, []byte(version("v1", "refunds")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := rules.Check(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := rules.NewLive(e, path, zaptest.NewLogger(t))
+	l := liveFrom(t, path)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.Watch(ctx) }()
@@ -126,4 +118,20 @@ func TestReloadRefusesFailingTests(t *testing.T) {
 	if st := l.Status(); st.Version != "v1" || !strings.Contains(st.LastError, "queue billing, want refunds") {
 		t.Fatalf("%+v", st)
 	}
+}
+
+// liveFrom loads the config at path and puts its rules in force.
+func liveFrom(t *testing.T, path string) *rules.Live {
+	t.Helper()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := rules.Check(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := rules.NewLive(e, path, zaptest.NewLogger(t))
+	l.SetFiles(cfg.Files())
+	return l
 }

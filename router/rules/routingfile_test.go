@@ -8,9 +8,7 @@ import (
 	"testing"
 
 	"github.com/inroute/inroute/bus/testbus"
-	"github.com/inroute/inroute/config"
 	"github.com/inroute/inroute/router/rules"
-	"go.uber.org/zap/zaptest"
 )
 
 // Rules in their own file: an edit of that file reloads, and another
@@ -33,18 +31,9 @@ func TestRoutingFileReloadAndShare(t *testing.T) {
 	if err := os.WriteFile(rulesFile, []byte(routing("f1", "refunds")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load(main)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := rules.Check(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	srv := testbus.Start(t)
 	b := srv.Connect(t)
-	a := rules.NewLive(e, main, zaptest.NewLogger(t))
-	a.SetFiles(cfg.Files())
+	a := liveFrom(t, main)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = a.Watch(ctx) }()
@@ -61,12 +50,7 @@ func TestRoutingFileReloadAndShare(t *testing.T) {
 	// Another process, with a config that names no routing file at all.
 	other := filepath.Join(t.TempDir(), "config.yaml")
 	_ = os.WriteFile(other, []byte(version("old", "billing")), 0o600)
-	ocfg, _ := config.Load(other)
-	oe, err := rules.Check(ocfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bl := rules.NewLive(oe, other, zaptest.NewLogger(t))
+	bl := liveFrom(t, other)
 	go func() { _ = bl.Share(ctx, b.JS, "b") }()
 	waitFor(t, "b to join f1", func() bool { return bl.Status().Version == "f1" })
 

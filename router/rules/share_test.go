@@ -7,9 +7,7 @@ import (
 	"testing"
 
 	"github.com/inroute/inroute/bus/testbus"
-	"github.com/inroute/inroute/config"
 	"github.com/inroute/inroute/router/rules"
-	"go.uber.org/zap/zaptest"
 )
 
 // Two router processes, each with its own config file, on one bus: an edit
@@ -23,15 +21,7 @@ func TestProcessesConverge(t *testing.T) {
 		if err := os.WriteFile(path, []byte(version(v, queue)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cfg, err := config.Load(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, err := rules.Check(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l := rules.NewLive(e, path, zaptest.NewLogger(t))
+		l := liveFrom(t, path)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- l.Share(ctx, b.JS, name) }()
