@@ -222,12 +222,15 @@ func (m *Message) Validate() error {
 	}
 	// Header-length bounds (RFC 5322 allows 998 characters a line): the
 	// store indexes these values.
-	thread := append([]string{m.Thread.MessageID, m.Thread.InReplyTo, m.Thread.ChatID}, m.Thread.References...)
-	for _, v := range thread {
-		if len(v) > maxShortFieldBytes || strings.IndexByte(v, 0) >= 0 || !utf8.ValidString(v) {
-			bad("thread ids must be valid text of at most %d bytes", maxShortFieldBytes)
-			break
-		}
+	badID := func(v string) bool {
+		return len(v) > maxShortFieldBytes || strings.IndexByte(v, 0) >= 0 || !utf8.ValidString(v)
+	}
+	threadBad := badID(m.Thread.MessageID) || badID(m.Thread.InReplyTo) || badID(m.Thread.ChatID)
+	for _, v := range m.Thread.References {
+		threadBad = threadBad || badID(v)
+	}
+	if threadBad {
+		bad("thread ids must be valid text of at most %d bytes", maxShortFieldBytes)
 	}
 	if len(problems) == 0 {
 		return nil

@@ -8,10 +8,12 @@
 package rules
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -228,7 +230,7 @@ func Compile(cfg *config.Config) (*Engine, error) {
 
 func compileHours(b config.BusinessHours) (hours, error) {
 	var h hours
-	loc, err := time.LoadLocation(cmpOr(b.Timezone, "UTC"))
+	loc, err := time.LoadLocation(cmp.Or(b.Timezone, "UTC"))
 	if err != nil {
 		return h, err
 	}
@@ -242,7 +244,7 @@ func compileHours(b config.BusinessHours) (hours, error) {
 	for _, f := range []struct {
 		s   string
 		dst *int
-	}{{cmpOr(b.Start, "09:00"), &h.start}, {cmpOr(b.End, "18:00"), &h.end}} {
+	}{{cmp.Or(b.Start, "09:00"), &h.start}, {cmp.Or(b.End, "18:00"), &h.end}} {
 		t, err := time.Parse("15:04", f.s)
 		if err != nil {
 			return h, fmt.Errorf("time of day %q: %w", f.s, err)
@@ -256,13 +258,6 @@ func (h hours) open(t time.Time) bool {
 	t = t.In(h.loc)
 	m := t.Hour()*60 + t.Minute()
 	return h.days[t.Weekday()] && m >= h.start && m < h.end
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 func lower(ss []string) []string {
@@ -291,18 +286,8 @@ func (e *Engine) Template(name, lang string) string {
 	if s, ok := t["en"]; ok {
 		return s
 	}
-	for _, k := range slices.Sorted(mapsKeys(t)) {
+	for _, k := range slices.Sorted(maps.Keys(t)) {
 		return t[k]
 	}
 	return ""
-}
-
-func mapsKeys(m map[string]string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }

@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -382,7 +383,7 @@ func (s *Store) UndoMerge(ctx context.Context, mergeID int64, actor string) erro
 				return fmt.Errorf("undo merge %d: %w", mergeID, err)
 			}
 			// Conversations follow the contact that wrote them.
-			if _, err := tx.ExecContext(ctx, s.q(`UPDATE conversations SET customer_id = ? WHERE contact_id = ?`), cmpOr(prev, id), id); err != nil {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE conversations SET customer_id = ? WHERE contact_id = ?`), cmp.Or(prev, id), id); err != nil {
 				return fmt.Errorf("undo merge %d: %w", mergeID, err)
 			}
 		}
@@ -394,13 +395,6 @@ func (s *Store) UndoMerge(ctx context.Context, mergeID int64, actor string) erro
 			into, store.EventUnmerged, actor, now, string(data))
 		return err
 	})
-}
-
-func cmpOr(a, b int64) int64 {
-	if a != 0 {
-		return a
-	}
-	return b
 }
 
 // Assign implements store.Store.
