@@ -181,6 +181,9 @@ type Clause struct {
 // Haste lists words that ask for haste.
 type Haste struct {
 	Words []string `yaml:"words"`
+	// Not lists phrases that contain a haste word without asking for haste
+	// (不急, "not urgent"): a haste word found inside one does not count.
+	Not []string `yaml:"not"`
 	// Raise is how many levels they raise urgency (default 1).
 	Raise int `yaml:"raise"`
 }

@@ -101,6 +101,11 @@ func (c *Config) validateRouting(v *validator) {
 			v.errorf(fmt.Sprintf("routing.haste.words[%d]", i), "empty word")
 		}
 	}
+	for i, w := range r.Haste.Not {
+		if strings.TrimSpace(w) == "" {
+			v.errorf(fmt.Sprintf("routing.haste.not[%d]", i), "empty phrase")
+		}
+	}
 	if r.Haste.Raise < 0 || r.Haste.Raise > 3 {
 		v.errorf("routing.haste.raise", "must be between 0 and 3, got %d", r.Haste.Raise)
 	}

@@ -20,6 +20,9 @@ type scratch struct {
 	seen       []uint32 // subject or text
 	subj, text []uint32
 	hits       []textmatch.Hit
+	haste      []textmatch.Hit // haste words found, in one field
+	not        []textmatch.Hit // haste negations found, in that field
+	hasteIDs   []int           // haste words that count
 }
 
 func (s *scratch) next() {
@@ -49,15 +52,34 @@ func (e *Engine) Decide(m *message.Message) router.Decision {
 		s.subj, s.text = make([]uint32, len(e.words)), make([]uint32, len(e.words))
 	}
 	s.next()
+	s.hasteIDs = s.hasteIDs[:0]
 	subj, text := textmatch.Normalize(m.Subject), textmatch.Normalize(m.Text)
 	for _, f := range []struct {
 		norm  string
 		marks []uint32
 	}{{subj, s.subj}, {text, s.text}} {
 		s.hits = e.matcher.Find(f.norm, s.hits[:0])
+		s.haste, s.not = s.haste[:0], s.not[:0]
 		for _, h := range s.hits {
 			f.marks[h.Pattern] = s.gen
 			s.seen[h.Pattern] = s.gen
+			if r := e.role[h.Pattern]; r&roleHaste != 0 {
+				s.haste = append(s.haste, h)
+			} else if r&roleNotHaste != 0 {
+				s.not = append(s.not, h)
+			}
+		}
+		// A haste word inside a negation ("急" in "不急") does not count.
+	next:
+		for _, h := range s.haste {
+			for _, n := range s.not {
+				if n.Start <= h.Start && h.End <= n.End {
+					continue next
+				}
+			}
+			if !slices.Contains(s.hasteIDs, h.Pattern) {
+				s.hasteIDs = append(s.hasteIDs, h.Pattern)
+			}
 		}
 	}
 	both := view{s, s.seen, []string{subj, text}}
@@ -102,10 +124,8 @@ func (e *Engine) Decide(m *message.Message) router.Decision {
 		u = tp.floor
 	}
 	var haste []string
-	for _, id := range e.haste {
-		if both.has(id) {
-			haste = append(haste, e.words[id])
-		}
+	for _, id := range s.hasteIDs {
+		haste = append(haste, e.words[id])
 	}
 	if len(haste) > 0 && e.raise > 0 {
 		if nu := u.Raise(e.raise); nu != u {

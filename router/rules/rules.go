@@ -42,8 +42,11 @@ type Engine struct {
 	fallback *topic
 	haste    []int
 	raise    int
-	rules    []*rule
-	hours    hours
+	// role marks pattern ids that are haste words or haste negations, so
+	// the scan can keep their positions.
+	role  []uint8
+	rules []*rule
+	hours hours
 
 	templates map[string]map[string]string
 	tests     []config.RuleTest
@@ -80,6 +83,11 @@ type hours struct {
 	days       [7]bool
 	start, end int // minutes after midnight
 }
+
+const (
+	roleHaste uint8 = 1 << iota
+	roleNotHaste
+)
 
 // Env is what a rule's expr sees.
 type Env struct {
@@ -184,6 +192,7 @@ func Compile(cfg *config.Config) (*Engine, error) {
 		}
 	}
 	e.haste = c.list("routing.haste.words", r.Haste.Words)
+	hasteNot := c.list("routing.haste.not", r.Haste.Not)
 	for i, rc := range r.Rules {
 		path := fmt.Sprintf("routing.rules[%d]", i)
 		ru := &rule{name: rc.Name, topics: rc.When.Topic, from: lower(rc.When.From), to: lower(rc.When.To),
@@ -224,6 +233,13 @@ func Compile(cfg *config.Config) (*Engine, error) {
 		return nil, fmt.Errorf("compile rules: %w", err)
 	}
 	e.matcher, e.words = m, c.words
+	e.role = make([]uint8, len(c.words))
+	for _, id := range e.haste {
+		e.role[id] |= roleHaste
+	}
+	for _, id := range hasteNot {
+		e.role[id] |= roleNotHaste
+	}
 	e.scratch.New = func() any { return &scratch{seen: make([]uint32, len(c.words))} }
 	return e, nil
 }

@@ -41,7 +41,8 @@ routing:
     general: {}
   precedence: [security, refunds, recharge, general]
   haste:
-    words: [紧急, urgent, asap]
+    words: [紧急, 急, 马上, urgent, asap]
+    not: [不急, not urgent]
   rules:
     - name: vip-mail
       when: {channel: [email], from: ["@vip.example"]}
@@ -112,6 +113,9 @@ func TestDecide(t *testing.T) {
 		{"subject counts", msg(message.Email, "Refund please", "order 1234", "b@x", office), "refunds", "normal", "refunds", nil, `"refund"`, ""},
 		{"haste raises one level", msg(message.SMS, "", "refund ASAP please", "+1", office), "refunds", "high", "refunds", nil, "haste words", ""},
 		{"haste never above urgent", msg(message.Voice, "", "紧急 被盗", "+1", office), "security", "urgent", "security", nil, "already urgent", "freeze"},
+		{"a negation holds the haste word: no raise", msg(message.SMS, "", "我要退款，不急", "+1", office), "refunds", "normal", "refunds", nil, `"退款"`, ""},
+		{"english negation", msg(message.SMS, "", "refund please, not urgent", "+1", office), "refunds", "normal", "refunds", nil, `"refund"`, ""},
+		{"real haste beside a negation still raises", msg(message.SMS, "", "退款不急，但是账单马上到期", "+1", office), "refunds", "high", "refunds", nil, `haste words "马上"`, ""},
 		{"rule by sender domain", msg(message.Email, "", "hello", "boss@VIP.example", office), "vip", "high", "general", []string{"vip"}, "rule vip-mail", ""},
 		{"expr and stop", msg(message.Email, "", "my top up did not arrive and I have waited for two whole days now", "c@x", office), "recharge", "high", "recharge", []string{"detailed"}, "; stop", ""},
 		{"rule after stop not applied when stopped", msg(message.Email, "", "top up missing", "c@x", office), "recharge", "high", "recharge", []string{"after-stop"}, "rule never-reached", ""},
