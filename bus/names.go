@@ -5,6 +5,7 @@
 package bus
 
 import (
+	"encoding/hex"
 	"strconv"
 
 	"github.com/inroute/inroute/message"
@@ -33,9 +34,52 @@ const (
 	// ConsumerRouter is shared by every router process, so each inbound
 	// message is handed to exactly one of them.
 	ConsumerRouter = "router"
-	// consumerAgentsPrefix + urgency names the agent pull consumers.
+	// consumerAgentsPrefix + urgency named the agent pull consumers of
+	// the first release; the desk now claims through the store and removes
+	// them at start.
 	consumerAgentsPrefix = "agents-"
+	// ConsumerDelivery is shared by every API process: it applies the
+	// connectors' delivery reports to the store.
+	ConsumerDelivery = "delivery"
+	// ConsumerDeskWebhook delivers SLA events to desk.webhook.
+	ConsumerDeskWebhook = "desk-webhook"
 )
+
+// The in-app channel's reply feed: one stream the app backends read.
+const (
+	StreamAppReplies   = "APP_REPLIES"
+	SubjectsAppReplies = "app.replies.>"
+)
+
+// AppReplySubject holds the replies to one user of one app. The user id is
+// hex-encoded: app user ids may hold dots and wildcards.
+func AppReplySubject(app, user string) string {
+	return "app.replies." + app + "." + hex.EncodeToString([]byte(user))
+}
+
+// AppRepliesFilter matches every reply of one app.
+func AppRepliesFilter(app string) string { return "app.replies." + app + ".*" }
+
+// ConsumerOutbound names the durable consumer a channel's connector sends
+// from; every process running that connector shares it.
+func ConsumerOutbound(ch message.Channel) string { return "connector-" + string(ch) }
+
+// ConsumerAppWebhook names the consumer that posts an app's replies to its
+// webhook.
+func ConsumerAppWebhook(app string) string { return "app-webhook-" + app }
+
+// DeliverySubject is where a channel's connector reports on outbound
+// messages (message.Delivery).
+func DeliverySubject(ch message.Channel) string { return "events.delivery." + string(ch) }
+
+// SubjectsDelivery matches every delivery report.
+const SubjectsDelivery = "events.delivery.>"
+
+// SLASubject names an SLA event: events.sla.breached, events.sla.escalated.
+func SLASubject(kind string) string { return "events.sla." + kind }
+
+// SubjectsSLA matches every SLA event.
+const SubjectsSLA = "events.sla.>"
 
 // Headers inroute sets on bus messages.
 const (

@@ -26,6 +26,8 @@ type Config struct {
 	// Agents are the people allowed to pull work; names and tokens must be
 	// unique.
 	Agents []Agent `yaml:"agents"`
+	// Desk configures how agents take and hold work.
+	Desk Desk `yaml:"desk"`
 
 	// where remembers the position of every setting, for problems found
 	// after loading (the rules compiler's, say).
@@ -130,6 +132,8 @@ type Routing struct {
 	Templates map[string]map[string]string `yaml:"templates"`
 	// Tests must all pass for a rules version to go live.
 	Tests []RuleTest `yaml:"tests"`
+	// SLA: how targets are counted and the escalation ladder.
+	SLA RoutingSLA `yaml:"sla"`
 }
 
 // RoutingQueue describes a queue.
@@ -137,6 +141,32 @@ type RoutingQueue struct {
 	Description string `yaml:"description"`
 	// SLA holds response targets per urgency (low, normal, high, urgent).
 	SLA map[string]SLA `yaml:"sla"`
+}
+
+// RoutingSLA says how response targets are counted and what happens
+// when one is missed.
+type RoutingSLA struct {
+	// BusinessHours counts targets in business hours only (those of
+	// routing.business_hours): a mail at Friday 17:50 with a 1h target is
+	// due Monday 09:50.
+	BusinessHours bool `yaml:"business_hours"`
+	// Escalation is the ladder of steps taken once a target is missed, in
+	// order of After.
+	Escalation []EscalationStep `yaml:"escalation"`
+}
+
+// EscalationStep is one rung of the SLA escalation ladder.
+type EscalationStep struct {
+	// After is how long after the missed target the step runs (0: at once).
+	After Duration `yaml:"after"`
+	// Raise raises the urgency by this many levels.
+	Raise int `yaml:"raise"`
+	// Urgency raises the urgency to at least this level.
+	Urgency string `yaml:"urgency"`
+	// MoveTo moves a waiting conversation to this queue.
+	MoveTo string `yaml:"move_to"`
+	// Notify publishes events.sla.escalated and calls desk.webhook.
+	Notify bool `yaml:"notify"`
 }
 
 // SLA is a pair of response targets.
@@ -276,6 +306,8 @@ type AppConnector struct {
 	MaxBody ByteSize `yaml:"max_body"`
 	// Apps lists the app backends allowed to post, each with its own token.
 	Apps []App `yaml:"apps"`
+	// ReplyRetention is how long replies stay in the reply feed. Default 7d.
+	ReplyRetention Duration `yaml:"reply_retention"`
 }
 
 // App is one app backend that posts customer messages.
@@ -284,14 +316,67 @@ type App struct {
 	Name string `yaml:"name"`
 	// Token is the app's bearer secret; unique across apps and agents.
 	Token string `yaml:"token"`
+	// Webhook, if its url is set, is called with every reply to one of the
+	// app's users (signed; retried with backoff). The app may instead, or
+	// also, fetch replies from GET /v1/channels/app/replies.
+	Webhook Webhook `yaml:"webhook"`
 }
 
 // Agent is a person who pulls work.
 type Agent struct {
-	// Name is unique among agents.
+	// Name is unique among agents: [a-z0-9_-]+ or an e-mail-like name.
 	Name string `yaml:"name"`
 	// Token is the agent's bearer secret; unique across apps and agents.
 	Token string `yaml:"token"`
+	// Role is agent (the default) or admin. Admins may take work from
+	// every queue and use the admin endpoints.
+	Role string `yaml:"role"`
+	// Queues are the queues (skills) the agent may take work from; empty
+	// means every queue.
+	Queues []string `yaml:"queues"`
+	// Capacity is how many open conversations the agent holds at once.
+	// Default 5.
+	Capacity int `yaml:"capacity"`
+	// Phone is the agent's own number (E.164), rung first on a voice
+	// call-back to a customer.
+	Phone string `yaml:"phone"`
+}
+
+// Agent roles.
+const (
+	RoleAgent = "agent"
+	RoleAdmin = "admin"
+)
+
+// Desk configures how agents take and hold work.
+type Desk struct {
+	// Lease is how long a claim holds without a reply before the
+	// conversation goes back to its queue; the console renews it while the
+	// agent works. Default 5m.
+	Lease Duration `yaml:"lease"`
+	// MaxWait caps the long-poll of POST /v1/agent/next?wait=. Default 60s.
+	MaxWait Duration `yaml:"max_wait"`
+	// CheckEvery is how often lapsed leases and missed SLA targets are
+	// looked for. Default 10s.
+	CheckEvery Duration `yaml:"check_every"`
+	// OnlineWindow: an agent who called the API this recently counts as
+	// online. Default 2m.
+	OnlineWindow Duration `yaml:"online_window"`
+	// Webhook, if its url is set, receives every SLA event (signed).
+	Webhook Webhook `yaml:"webhook"`
+}
+
+// Webhook is an outgoing HTTP callback. The body is JSON; the header
+// Inroute-Signature carries "t=<unix seconds>,v1=<hex HMAC-SHA256 of
+// "<t>.<body>" keyed with Secret>".
+type Webhook struct {
+	// URL is an http or https URL; empty turns the webhook off.
+	URL string `yaml:"url"`
+	// Secret keys the signature; required with a URL.
+	Secret string `yaml:"secret"`
+	// MaxAttempts bounds delivery tries (default 12, with backoff from 1s
+	// doubling to 5m between them).
+	MaxAttempts int `yaml:"max_attempts"`
 }
 
 // Duration is a time.Duration written as "30s", "2m", "1h30m" (or "7d" for days).

@@ -526,7 +526,7 @@ agents:
 	if ch["messenger"] != ch["telegram"] || ch["wechat"] != (config.ChannelGuidance{Urgency: "normal", Note: "china"}) {
 		t.Errorf("channels = %v", ch)
 	}
-	if len(c.Agents) != 2 || c.Agents[1] != (config.Agent{Name: "bob", Token: "t2"}) {
+	if len(c.Agents) != 2 || (c.Agents[1].Name != "bob" || c.Agents[1].Token != "t2" || c.Agents[1].Role != "agent" || c.Agents[1].Capacity != 5) {
 		t.Errorf("agents = %v", c.Agents)
 	}
 }
@@ -640,9 +640,12 @@ func TestShippedConfig(t *testing.T) {
 	// agent, the file spells out the defaults.
 	want := config.Default()
 	want.Conns.App.Enabled = true
-	want.Conns.App.Apps = []config.App{{Name: "wallet", Token: "dev-app-token"}}
-	want.Agents = []config.Agent{{Name: "dev", Token: "dev-agent-token"}}
+	want.Conns.App.Apps = []config.App{{Name: "wallet", Token: "dev-app-token", Webhook: config.Webhook{MaxAttempts: 12}}}
+	want.Agents = []config.Agent{{Name: "dev", Token: "dev-agent-token", Role: config.RoleAdmin, Capacity: 5}}
 	// The routing rules are the triage's own; router/rules tests them.
+	if n := len(c.Routing.SLA.Escalation); n != 3 {
+		t.Errorf("shipped escalation ladder has %d steps, want 3", n)
+	}
 	want.Routing = c.Routing
 	if !reflect.DeepEqual(config.StripPositions(c), want) {
 		t.Errorf("shipped config =\n%+v\nwant\n%+v", c, want)

@@ -59,6 +59,8 @@ const (
 	defaultReopenWindow     = Duration(7 * day)
 	defaultPhoneRegion      = "CN"
 	defaultAttachmentMax    = ByteSize(25 << 20)
+	defaultCapacity         = 5
+	defaultWebhookAttempts  = 12
 )
 
 // Default returns the configuration of an empty config.yaml: every default
@@ -123,6 +125,21 @@ func (c *Config) applyDefaults() {
 	}
 
 	setDefault(&c.Conns.App.MaxBody, defaultMaxBody)
+	setDefault(&c.Conns.App.ReplyRetention, Duration(7*24*time.Hour))
+	for i := range c.Conns.App.Apps {
+		setDefault(&c.Conns.App.Apps[i].Webhook.MaxAttempts, defaultWebhookAttempts)
+	}
+
+	for i := range c.Agents {
+		setDefault(&c.Agents[i].Role, RoleAgent)
+		setDefault(&c.Agents[i].Capacity, defaultCapacity)
+	}
+	d := &c.Desk
+	setDefault(&d.Lease, Duration(5*time.Minute))
+	setDefault(&d.MaxWait, Duration(time.Minute))
+	setDefault(&d.CheckEvery, Duration(10*time.Second))
+	setDefault(&d.OnlineWindow, Duration(2*time.Minute))
+	setDefault(&d.Webhook.MaxAttempts, defaultWebhookAttempts)
 
 	st := &c.Store
 	setDefault(&st.ChatWindow, defaultChatWindow)

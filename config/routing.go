@@ -154,6 +154,7 @@ func (c *Config) validateRouting(v *validator) {
 			}
 		}
 	}
+	c.validateSLA(v)
 	bh := &r.BusinessHours
 	if bh.Timezone != "" {
 		if _, err := time.LoadLocation(bh.Timezone); err != nil {

@@ -150,6 +150,7 @@ func (c *Config) validate(v *validator) {
 		c.validateRouting(v)
 	}
 	c.validateAccess(v)
+	c.validateAgents(v)
 	c.validateStore(v)
 }
 

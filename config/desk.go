@@ -1,0 +1,111 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"time"
+)
+
+var (
+	agentNameRE = regexp.MustCompile(`^[A-Za-z0-9./][A-Za-z0-9._@+/:-]{0,63}$`)
+	e164RE      = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
+)
+
+// validateAgents checks what validateAccess leaves: roles, skills,
+// capacity and call-back phones, and the desk's settings.
+func (c *Config) validateAgents(v *validator) {
+	for i, ag := range c.Agents {
+		path := fmt.Sprintf("agents[%d]", i)
+		if ag.Name != "" && !agentNameRE.MatchString(ag.Name) {
+			v.errorf(path+".name", "%s is not a valid agent name (letters, digits and . _ @ + - / : only, at most 64)", quote(ag.Name))
+		}
+		v.oneOf(path+".role", "role", ag.Role, []string{RoleAgent, RoleAdmin})
+		for j, q := range ag.Queues {
+			qp := fmt.Sprintf("%s.queues[%d]", path, j)
+			switch {
+			case !nameRE.MatchString(q):
+				v.errorf(qp, "%s is not a valid queue name (%s)", quote(q), nameRule)
+			case len(c.Routing.Queues) > 0 && q != c.Routing.DefaultQueue && !hasKey(c.Routing.Queues, q):
+				v.errorf(qp, "unknown queue %s (declare it under routing.queues)", quote(q))
+			case slices.Index(ag.Queues, q) != j:
+				v.errorf(qp, "queue %s is listed twice", quote(q))
+			}
+		}
+		if ag.Capacity < 1 || ag.Capacity > 1000 {
+			v.errorf(path+".capacity", "must be between 1 and 1000, got %d", ag.Capacity)
+		}
+		if ag.Phone != "" && !e164RE.MatchString(ag.Phone) {
+			v.errorf(path+".phone", "%s is not a phone number in E.164 form (+8613800138000)", quote(ag.Phone))
+		}
+	}
+	d := &c.Desk
+	if d.Lease < Duration(10*time.Second) || d.Lease > Duration(24*time.Hour) {
+		v.errorf("desk.lease", "must be between 10s and 24h, got %s", d.Lease)
+	}
+	if d.MaxWait < Duration(time.Second) || d.MaxWait > Duration(10*time.Minute) {
+		v.errorf("desk.max_wait", "must be between 1s and 10m, got %s", d.MaxWait)
+	}
+	if d.CheckEvery < Duration(100*time.Millisecond) || d.CheckEvery > Duration(10*time.Minute) {
+		v.errorf("desk.check_every", "must be between 100ms and 10m, got %s", d.CheckEvery)
+	}
+	v.positive("desk.online_window", d.OnlineWindow)
+	v.webhook("desk.webhook", d.Webhook)
+	for i, app := range c.Conns.App.Apps {
+		v.webhook(fmt.Sprintf("connectors.app.apps[%d].webhook", i), app.Webhook)
+	}
+	v.positive("connectors.app.reply_retention", c.Conns.App.ReplyRetention)
+}
+
+// webhook checks an outgoing callback; an empty URL turns it off.
+func (v *validator) webhook(path string, w Webhook) {
+	if w.URL == "" {
+		return
+	}
+	u, err := url.Parse(w.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.errorf(path+".url", "%s is not an http or https URL", quote(w.URL))
+	}
+	if w.Secret == "" {
+		v.missing(path+".secret", "a webhook needs a secret to sign its calls")
+	} else if len(w.Secret) < 16 {
+		v.errorf(path+".secret", "is shorter than 16 characters; use a long random secret")
+	}
+	if w.MaxAttempts < 1 || w.MaxAttempts > 100 {
+		v.errorf(path+".max_attempts", "must be between 1 and 100, got %d", w.MaxAttempts)
+	}
+}
+
+// validateSLA checks the escalation ladder.
+func (c *Config) validateSLA(v *validator) {
+	r := &c.Routing
+	var prev Duration = -1
+	for i, st := range r.SLA.Escalation {
+		path := fmt.Sprintf("routing.sla.escalation[%d]", i)
+		switch {
+		case st.After < 0:
+			v.errorf(path+".after", "must not be negative")
+		case st.After < prev:
+			v.errorf(path+".after", "steps must be in order of after (%s comes after %s)", st.After, prev)
+		}
+		prev = st.After
+		if st.Raise < 0 || st.Raise > 3 {
+			v.errorf(path+".raise", "must be between 0 and 3, got %d", st.Raise)
+		}
+		if st.Urgency != "" {
+			v.oneOf(path+".urgency", "urgency", st.Urgency, urgencyNames)
+		}
+		if st.MoveTo != "" {
+			switch {
+			case !nameRE.MatchString(st.MoveTo):
+				v.errorf(path+".move_to", "%s is not a valid queue name (%s)", quote(st.MoveTo), nameRule)
+			case len(r.Queues) > 0 && st.MoveTo != r.DefaultQueue && !hasKey(r.Queues, st.MoveTo):
+				v.errorf(path+".move_to", "unknown queue %s (declare it under routing.queues)", quote(st.MoveTo))
+			}
+		}
+		if st.Raise == 0 && st.Urgency == "" && st.MoveTo == "" && !st.Notify {
+			v.errorf(path, "a step needs at least one of raise, urgency, move_to, notify")
+		}
+	}
+}
