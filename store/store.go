@@ -21,6 +21,9 @@ var (
 	// ErrConflict means the action does not fit the current state (merging
 	// a contact into itself, undoing a merge twice).
 	ErrConflict = errors.New("conflict")
+	// ErrAtCapacity means the agent already holds as many open
+	// conversations as it may.
+	ErrAtCapacity = errors.New("at capacity")
 )
 
 // Identity kinds: how a contact can be reached or recognised.
@@ -91,6 +94,23 @@ type Conversation struct {
 	ResolvedAt       *time.Time `json:"resolved_at,omitempty"`
 	FirstResponseDue *time.Time `json:"first_response_due,omitempty"`
 	NextResponseDue  *time.Time `json:"next_response_due,omitempty"`
+	// LeaseUntil is when an unanswered claim lapses; nil once the agent
+	// replied (the conversation then stays with them) or when unclaimed.
+	LeaseUntil *time.Time `json:"lease_until,omitempty"`
+	// RepliedAt is the latest agent reply.
+	RepliedAt *time.Time `json:"replied_at,omitempty"`
+	// SLABreachedAt is when the running response target was missed;
+	// SLAStep counts the escalation steps taken since.
+	SLABreachedAt *time.Time `json:"sla_breached_at,omitempty"`
+	SLAStep       int        `json:"sla_step"`
+}
+
+// Due is the response target now running, if any.
+func (c *Conversation) Due() *time.Time {
+	if c.FirstResponseDue != nil {
+		return c.FirstResponseDue
+	}
+	return c.NextResponseDue
 }
 
 // Token is the conversation's mark in e-mail subjects, e.g. "[#1234]".
@@ -156,7 +176,11 @@ type Message struct {
 	Extra       map[string]string `json:"extra,omitempty"`
 	Decision    *Decision         `json:"decision,omitempty"`
 	// Threading says how the message found its conversation.
-	Threading      string    `json:"threading,omitempty"`
+	Threading string `json:"threading,omitempty"`
+	// Author is the agent who wrote a reply ("inroute" for auto-replies).
+	Author string `json:"author,omitempty"`
+	// Auto marks an auto-reply.
+	Auto           bool      `json:"auto,omitempty"`
 	DeliveryStatus string    `json:"delivery_status,omitempty"`
 	DeliveryError  string    `json:"delivery_error,omitempty"`
 	ReceivedAt     time.Time `json:"received_at"`
@@ -164,18 +188,22 @@ type Message struct {
 
 // Event kinds in the log.
 const (
-	EventRouted      = "routed"
-	EventJoined      = "joined"
-	EventReopened    = "reopened"
-	EventEscalated   = "escalated"
-	EventClaimed     = "claimed"
-	EventReplied     = "replied"
-	EventTransferred = "transferred"
-	EventResolved    = "resolved"
-	EventReleased    = "released"
-	EventMerged      = "contacts_merged"
-	EventUnmerged    = "contacts_unmerged"
-	EventRulesReload = "rules_reloaded"
+	EventRouted       = "routed"
+	EventJoined       = "joined"
+	EventReopened     = "reopened"
+	EventEscalated    = "escalated"
+	EventClaimed      = "claimed"
+	EventReplied      = "replied"
+	EventTransferred  = "transferred"
+	EventResolved     = "resolved"
+	EventReleased     = "released"
+	EventMerged       = "contacts_merged"
+	EventUnmerged     = "contacts_unmerged"
+	EventRulesReload  = "rules_reloaded"
+	EventLeaseExpired = "lease_expired"
+	EventNote         = "note"
+	EventUrgency      = "urgency_changed"
+	EventSLABreached  = "sla_breached"
 )
 
 // Event is one line of the append-only log.
@@ -234,7 +262,76 @@ type Reply struct {
 	Key string
 	// Agent who wrote it, for the event log.
 	Agent string
+	// Auto marks an auto-reply.
+	Auto bool
 }
+
+// ClaimRequest asks for the next conversation for an agent.
+type ClaimRequest struct {
+	Agent string
+	// Queues the agent may take work from; nil means every queue.
+	Queues []string
+	// Capacity is how many open conversations the agent may hold.
+	Capacity int
+	// Lease is how long the claim holds without a reply.
+	Lease time.Duration
+}
+
+// Move changes a conversation's place: queue, urgency and who holds it.
+// Empty fields stay as they are.
+type Move struct {
+	Queue   string
+	Urgency message.Urgency
+	// Agent assigns the conversation to this agent (no lease); with
+	// Requeue false and Agent empty the holder stays.
+	Agent string
+	// Requeue puts it back to waiting, unassigned.
+	Requeue bool
+	// IfHolder makes the move conditional: it fails with ErrConflict
+	// unless this agent holds the conversation.
+	IfHolder string
+	// Event is the kind logged; Actor who did it; Data any detail.
+	Event string
+	Actor string
+	Data  map[string]any
+}
+
+// QueueStat is the depth of one queue at one urgency.
+type QueueStat struct {
+	Queue   string
+	Urgency message.Urgency
+	Waiting int
+	// Oldest is the queued time of the oldest waiting conversation.
+	Oldest time.Time
+}
+
+// AgentLoad is what one agent holds.
+type AgentLoad struct {
+	Name     string
+	Open     int
+	LastSeen time.Time
+}
+
+// Escalation is one SLA step to record on a conversation.
+type Escalation struct {
+	ConversationID int64
+	// FromStep must equal the conversation's sla_step for the step to
+	// apply (so two monitors apply each step once); the step makes it
+	// FromStep+1. FromStep -1 records the breach itself.
+	FromStep int
+	Urgency  message.Urgency // raise to this, if higher
+	Queue    string          // move a waiting conversation here
+	Data     map[string]any
+}
+
+// SLAKind names a response target.
+type SLAKind string
+
+// Response targets.
+const (
+	FirstResponse SLAKind = "first_response"
+	NextResponse  SLAKind = "next_response"
+)
 
 // DeliveryRank orders delivery statuses; failed ranks above all and is final.
 func DeliveryRank(status string) int {
@@ -314,6 +411,33 @@ type Store interface {
 	// failed is final.
 	SetDelivery(ctx context.Context, messageID, status, detail string) error
 
+	// ClaimNext claims, for r.Agent, the queued conversation with the
+	// highest urgency, then the oldest, in r.Queues; nil when none waits;
+	// ErrAtCapacity when the agent holds r.Capacity open conversations.
+	ClaimNext(ctx context.Context, r ClaimRequest) (*Conversation, error)
+	// Renew extends the lease the agent holds; ErrConflict if the agent
+	// does not hold an unanswered claim on it.
+	Renew(ctx context.Context, conversationID int64, agent string, lease time.Duration) (time.Time, error)
+	// ExpireLeases puts conversations whose lease lapsed before now back
+	// in their queues (event lease_expired) and returns them.
+	ExpireLeases(ctx context.Context, now time.Time) ([]Conversation, error)
+	// MoveConversation transfers, releases, re-prioritises or reopens.
+	MoveConversation(ctx context.Context, conversationID int64, m Move) (*Conversation, error)
+	// SeeAgent records that the agent used the API now.
+	SeeAgent(ctx context.Context, agent string) error
+	// AgentLoads lists agents seen or holding work.
+	AgentLoads(ctx context.Context) ([]AgentLoad, error)
+	// QueueStats counts waiting conversations per queue and urgency.
+	QueueStats(ctx context.Context) ([]QueueStat, error)
+	// Due lists open conversations whose response target is before t,
+	// most overdue first.
+	Due(ctx context.Context, t time.Time, limit int) ([]Conversation, error)
+	// Escalate records an SLA breach or escalation step; false if another
+	// process recorded it first.
+	Escalate(ctx context.Context, e Escalation) (bool, error)
+	// LatestInbound is the conversation's latest customer message.
+	LatestInbound(ctx context.Context, conversationID int64) (*Message, error)
+
 	// Purge removes resolved conversations resolved before cutoff, their
 	// messages, attachments (and blobs no longer referenced) and events.
 	Purge(ctx context.Context, cutoff time.Time) (PurgeStats, error)
@@ -338,6 +462,10 @@ type Options struct {
 	// Blobs, if set, is where Purge deletes attachment bytes that no
 	// stored message refers to any more.
 	Blobs BlobDeleter
+	// Deadline, if set, gives a response target's due time for a
+	// conversation in queue at urgency u, counted from from; nil when the
+	// queue has no such target.
+	Deadline func(kind SLAKind, queue string, u message.Urgency, from time.Time) *time.Time
 }
 
 // BlobDeleter deletes attachment bytes (blob.Dir does).

@@ -29,6 +29,7 @@ var Dialect = sqlstore.Dialect{
 	Numbered:      true,
 	MigrationLock: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", migrationLockKey),
 	ForUpdate:     " FOR UPDATE",
+	SkipLocked:    " FOR UPDATE SKIP LOCKED",
 	AllocIDs:      allocIDs,
 	Retryable:     retryable,
 }

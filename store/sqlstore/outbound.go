@@ -43,11 +43,16 @@ func (s *Store) RecordReply(ctx context.Context, r store.Reply) (*store.Message,
 		id = message.NewID()
 		now := us(s.o.Now())
 		thread, _ := json.Marshal(r.Thread)
+		auto := 0
+		if r.Auto {
+			auto = 1
+		}
 		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO messages (id, conversation_id, contact_id, direction, channel, channel_message_id,
-			from_kind, from_value, subject, text, html, thread_message_id, thread_json, delivery_status, received_at, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, channel_message_id) DO NOTHING`),
+			from_kind, from_value, subject, text, html, thread_message_id, thread_json, delivery_status, received_at, created_at,
+			author, auto)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, channel_message_id) DO NOTHING`),
 			id, c.ID, c.ContactID, string(store.Out), string(r.Channel), key, r.ToKind, r.ToValue, r.Subject, r.Text, r.HTML,
-			r.Thread.MessageID, string(thread), store.DeliveryQueued, now, now)
+			r.Thread.MessageID, string(thread), store.DeliveryQueued, now, now, r.Agent, auto)
 		if err != nil {
 			return fmt.Errorf("insert reply: %w", err)
 		}
@@ -64,6 +69,15 @@ func (s *Store) RecordReply(ctx context.Context, r store.Reply) (*store.Message,
 		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO events (conversation_id, contact_id, kind, actor, at, data_json) VALUES (?, ?, ?, ?, ?, ?)`),
 			c.ID, c.ContactID, store.EventReplied, r.Agent, now, string(data)); err != nil {
 			return err
+		}
+		if !r.Auto {
+			// An agent answered: the response target is met, the claim is
+			// no longer on lease, and the conversation stays with the agent.
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE conversations SET replied_at = ?, lease_until = NULL,
+				first_response_due = NULL, next_response_due = NULL, sla_step = 0, sla_breached_at = NULL, updated_at = ?
+				WHERE id = ?`), now, now, c.ID); err != nil {
+				return fmt.Errorf("mark conversation answered: %w", err)
+			}
 		}
 		created = true
 		return nil

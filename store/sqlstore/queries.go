@@ -16,7 +16,8 @@ import (
 )
 
 const convCols = `id, contact_id, customer_id, channel, last_channel, status, queue, urgency, topic, assignee, subject,
-	rules_version, created_at, updated_at, queued_at, last_inbound_at, resolved_at, first_response_due, next_response_due`
+	rules_version, created_at, updated_at, queued_at, last_inbound_at, resolved_at, first_response_due, next_response_due,
+	lease_until, replied_at, sla_step, sla_breached_at`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -24,11 +25,13 @@ func scanConv(r scanner) (*store.Conversation, error) {
 	var c store.Conversation
 	var ch, last, status, urgency string
 	var created, updated, queued, inbound int64
-	var resolved, frd, nrd sql.NullInt64
+	var resolved, frd, nrd, lease, replied, breached sql.NullInt64
 	if err := r.Scan(&c.ID, &c.ContactID, &c.CustomerID, &ch, &last, &status, &c.Queue, &urgency, &c.Topic, &c.Assignee,
-		&c.Subject, &c.RulesVersion, &created, &updated, &queued, &inbound, &resolved, &frd, &nrd); err != nil {
+		&c.Subject, &c.RulesVersion, &created, &updated, &queued, &inbound, &resolved, &frd, &nrd,
+		&lease, &replied, &c.SLAStep, &breached); err != nil {
 		return nil, err
 	}
+	c.LeaseUntil, c.RepliedAt, c.SLABreachedAt = nullTime(lease), nullTime(replied), nullTime(breached)
 	c.Channel, c.LastChan, c.Status, c.Urgency = message.Channel(ch), message.Channel(last), store.Status(status), message.Urgency(urgency)
 	c.CreatedAt, c.UpdatedAt, c.QueuedAt, c.LastInboundAt = fromUS(created), fromUS(updated), fromUS(queued), fromUS(inbound)
 	c.ResolvedAt, c.FirstResponseDue, c.NextResponseDue = nullTime(resolved), nullTime(frd), nullTime(nrd)
@@ -115,7 +118,7 @@ func (s *Store) Waiting(ctx context.Context, f store.QueueFilter) ([]store.Conve
 func (s *Store) Messages(ctx context.Context, conversationID int64) ([]store.Message, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, conversation_id, contact_id, direction, channel, channel_message_id,
 		from_kind, from_value, from_name, to_address, subject, text, html, thread_json, language, extra_json,
-		decision_json, threading, delivery_status, delivery_error, received_at
+		decision_json, threading, delivery_status, delivery_error, received_at, author, auto
 		FROM messages WHERE conversation_id = ? ORDER BY received_at, created_at, id`), conversationID)
 	if err != nil {
 		return nil, fmt.Errorf("messages of conversation %d: %w", conversationID, err)
@@ -125,14 +128,14 @@ func (s *Store) Messages(ctx context.Context, conversationID int64) ([]store.Mes
 	for rows.Next() {
 		var m store.Message
 		var dir, ch, thread, extra, dec string
-		var received int64
+		var received, auto int64
 		if err := rows.Scan(&m.ID, &m.ConversationID, &m.ContactID, &dir, &ch, &m.ChannelMessageID, &m.FromKind, &m.FromValue,
 			&m.FromName, &m.To, &m.Subject, &m.Text, &m.HTML, &thread, &m.Language, &extra, &dec, &m.Threading,
-			&m.DeliveryStatus, &m.DeliveryError, &received); err != nil {
+			&m.DeliveryStatus, &m.DeliveryError, &received, &m.Author, &auto); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		m.Direction, m.Channel, m.ReceivedAt = store.Direction(dir), message.Channel(ch), fromUS(received)
+		m.Direction, m.Channel, m.ReceivedAt, m.Auto = store.Direction(dir), message.Channel(ch), fromUS(received), auto != 0
 		_ = json.Unmarshal([]byte(thread), &m.Thread)
 		if extra != "" && extra != "{}" {
 			_ = json.Unmarshal([]byte(extra), &m.Extra)
@@ -425,10 +428,12 @@ func (s *Store) SetStatus(ctx context.Context, conversationID int64, st store.St
 	switch st {
 	case store.StatusResolved:
 		return s.update(ctx, conversationID, store.EventResolved, actor, data,
-			`UPDATE conversations SET status = 'resolved', resolved_at = ?, updated_at = ? WHERE id = ?`, now, now, conversationID)
+			`UPDATE conversations SET status = 'resolved', resolved_at = ?, updated_at = ?, lease_until = NULL,
+			first_response_due = NULL, next_response_due = NULL, sla_step = 0, sla_breached_at = NULL WHERE id = ?`, now, now, conversationID)
 	case store.StatusQueued:
 		return s.update(ctx, conversationID, store.EventReleased, actor, data,
-			`UPDATE conversations SET status = 'queued', assignee = '', queued_at = ?, resolved_at = NULL, updated_at = ? WHERE id = ?`, now, now, conversationID)
+			`UPDATE conversations SET status = 'queued', assignee = '', queued_at = ?, resolved_at = NULL, updated_at = ?,
+			lease_until = NULL WHERE id = ?`, now, now, conversationID)
 	case store.StatusWaiting:
 		return s.update(ctx, conversationID, "waiting", actor, data,
 			`UPDATE conversations SET status = 'waiting', updated_at = ? WHERE id = ?`, now, conversationID)

@@ -575,6 +575,7 @@ func (b *batch) place(w *work, n int) (store.Result, error) {
 			Queue: d.Queue, Urgency: d.Urgency, Topic: topic, Subject: m.Subject, RulesVersion: d.RulesVersion,
 			CreatedAt: b.now, UpdatedAt: b.now, QueuedAt: b.now, LastInboundAt: b.now,
 		}
+		conv.FirstResponseDue = b.deadline(store.FirstResponse, conv)
 		b.convs[id] = conv
 		b.cands[customer] = append(b.cands[customer], conv)
 	} else {
@@ -675,7 +676,7 @@ func (b *batch) join(c *store.Conversation, m *message.Message, d store.Decision
 	c.Urgency = c.Urgency.Max(d.Urgency)
 	switch c.Status {
 	case store.StatusResolved:
-		c.Status, c.QueuedAt, c.ResolvedAt = store.StatusQueued, b.now, nil
+		c.Status, c.QueuedAt, c.ResolvedAt, c.LeaseUntil = store.StatusQueued, b.now, nil, nil
 	case store.StatusWaiting:
 		if c.Assignee != "" {
 			c.Status = store.StatusAssigned
@@ -684,6 +685,12 @@ func (b *batch) join(c *store.Conversation, m *message.Message, d store.Decision
 		}
 	}
 	c.LastChan, c.LastInboundAt, c.UpdatedAt = m.Channel, b.now, b.now
+	// The customer waits for an answer again: after an agent reply, the
+	// next-response target starts (the first-response one, if it still
+	// runs, already covers this message).
+	if c.FirstResponseDue == nil && c.NextResponseDue == nil {
+		c.NextResponseDue = b.deadline(store.NextResponse, c)
+	}
 	if d.RulesVersion != "" {
 		c.RulesVersion = d.RulesVersion
 	}
@@ -715,6 +722,14 @@ func (b *batch) addMessage(in *store.Inbound, from store.Identity, writer, conv 
 	}
 }
 
+// deadline is c's response target of kind, counted from now.
+func (b *batch) deadline(kind store.SLAKind, c *store.Conversation) *time.Time {
+	if b.s.o.Deadline == nil {
+		return nil
+	}
+	return b.s.o.Deadline(kind, c.Queue, c.Urgency, b.now)
+}
+
 func nullUS(t *time.Time) any {
 	if t == nil {
 		return nil
@@ -724,22 +739,24 @@ func nullUS(t *time.Time) any {
 
 // flush writes the batch's conversations, messages, attachments and events.
 func (b *batch) flush() error {
-	convRows := make([]any, 0, 20*len(b.dirtyOrder))
+	convRows := make([]any, 0, 21*len(b.dirtyOrder))
 	for _, id := range b.dirtyOrder {
 		c := b.convs[id]
 		convRows = append(convRows, c.ID, c.ContactID, c.CustomerID, string(c.Channel), string(c.LastChan), string(c.Status),
 			c.Queue, string(c.Urgency), c.Urgency.Rank(), c.Topic, c.Assignee, c.Subject, c.RulesVersion,
 			us(c.CreatedAt), us(c.UpdatedAt), us(c.QueuedAt), us(c.LastInboundAt), nullUS(c.ResolvedAt),
-			nullUS(c.FirstResponseDue), nullUS(c.NextResponseDue))
+			nullUS(c.FirstResponseDue), nullUS(c.NextResponseDue), nullUS(c.LeaseUntil))
 	}
 	// New and changed conversations in one statement: an upsert on the id.
 	if _, err := b.insertRows(`INSERT INTO conversations (id, contact_id, customer_id, channel, last_channel, status, queue,
 		urgency, urgency_rank, topic, assignee, subject, rules_version, created_at, updated_at, queued_at, last_inbound_at,
-		resolved_at, first_response_due, next_response_due) VALUES `, 20, convRows,
+		resolved_at, first_response_due, next_response_due, lease_until) VALUES `, 21, convRows,
 		` ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, last_channel = excluded.last_channel,
 		status = excluded.status, queue = excluded.queue, urgency = excluded.urgency, urgency_rank = excluded.urgency_rank,
 		assignee = excluded.assignee, rules_version = excluded.rules_version, updated_at = excluded.updated_at,
-		queued_at = excluded.queued_at, last_inbound_at = excluded.last_inbound_at, resolved_at = excluded.resolved_at`); err != nil {
+		queued_at = excluded.queued_at, last_inbound_at = excluded.last_inbound_at, resolved_at = excluded.resolved_at,
+		first_response_due = excluded.first_response_due, next_response_due = excluded.next_response_due,
+		lease_until = excluded.lease_until`); err != nil {
 		return fmt.Errorf("write conversations: %w", err)
 	}
 	n, err := b.insertRows(`INSERT INTO messages (id, conversation_id, contact_id, direction, channel, channel_message_id,

@@ -31,6 +31,11 @@ type Dialect struct {
 	// turns, and an agent's claim waits instead of being overwritten.
 	// SQLite needs none: a write transaction locks the whole database.
 	ForUpdate string
+	// SkipLocked is appended to a read that picks one row of many to
+	// change (" FOR UPDATE SKIP LOCKED" on PostgreSQL): agents claiming at
+	// once each take a different conversation instead of queueing behind
+	// one row lock.
+	SkipLocked string
 	// SingleWriter: the database takes one writer at a time (SQLite).
 	SingleWriter bool
 	// AllocIDs reserves n new ids of table inside tx, so rows can be

@@ -57,6 +57,7 @@ func Run(t *testing.T, b Backend) {
 		{"Purge", purgeTests},
 		{"Concurrency", concurrencyTests},
 		{"Outbound", outboundTests},
+		{"Desk", deskTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
