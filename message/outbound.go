@@ -19,11 +19,12 @@ type Outbound struct {
 	// ConversationID is the conversation the reply belongs to.
 	ConversationID int64   `json:"conversation_id"`
 	Channel        Channel `json:"channel"`
-	// To is the customer's identity on the channel: an e-mail address, an
-	// E.164 number, a chat or app user id ("<app>/<user>" for the app).
+	// To is the customer's address on the channel: an e-mail address, an
+	// E.164 number, a chat user id, the app's own user id.
 	To string `json:"to"`
 	// From is our side, as the customer last wrote to it (the mailbox, the
-	// number, the bot, the app); empty lets the connector pick its default.
+	// number, the bot, the app's name); empty lets the connector pick its
+	// default.
 	From    string `json:"from,omitempty"`
 	Subject string `json:"subject,omitempty"`
 	Text    string `json:"text"`

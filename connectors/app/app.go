@@ -1,6 +1,8 @@
 // Package app is the in-app channel: the wallet's app backend posts each
 // customer message to POST /v1/channels/app/messages with its own bearer
 // token, and gets inroute's message id back once the message is durable.
+// Replies go the other way through a feed the backend reads with
+// GET /v1/channels/app/replies, and optionally to its signed webhook.
 package app
 
 import (
@@ -12,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/inroute/inroute/bus"
 	"github.com/inroute/inroute/connectors"
 	"github.com/inroute/inroute/message"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
 
@@ -28,23 +32,55 @@ const Path = "/v1/channels/app/messages"
 // MaxMessageIDBytes bounds the app's own message id.
 const MaxMessageIDBytes = 200
 
-// Options configures the connector.
+// Options configures the connector. Zero values are the production
+// defaults.
 type Options struct {
 	// Apps maps app name → bearer token.
 	Apps map[string]string
+	// Webhooks maps app name → the webhook its replies are posted to; an
+	// app without one (or with an empty URL) only reads the feed.
+	Webhooks map[string]Webhook
 	// MaxBody is the largest request body accepted.
 	MaxBody int64
 	// RetryAfter is what a 503 tells the app to wait.
 	RetryAfter time.Duration
-	Now        func() time.Time
+	// ReplyRetention is how long replies stay in the feed (default 7d).
+	ReplyRetention time.Duration
+	// DuplicateWindow is the feed's Nats-Msg-Id memory (default 1h, at
+	// most ReplyRetention); use nats.streams.duplicate_window.
+	DuplicateWindow time.Duration
+	// Replicas of the feed stream (default 1); use nats.streams.replicas.
+	Replicas int
+	// WebhookTimeout bounds one webhook POST (default 10s).
+	WebhookTimeout time.Duration
+	// Backoff is the wait before retrying a reply after a failed attempt
+	// (default webhook.Backoff; the feed publish caps it at 30s). Tests
+	// shorten it.
+	Backoff func(attempt int) time.Duration
+	// PollWait is how long an idle consumer fetch waits; it bounds how
+	// long Run takes to stop (default 1s).
+	PollWait time.Duration
+	Now      func() time.Time
+}
+
+// Webhook is where an app's replies are posted.
+type Webhook struct {
+	URL    string
+	Secret string
+	// MaxAttempts bounds the tries of one reply (default 12).
+	MaxAttempts int
 }
 
 // Connector is the in-app channel.
 type Connector struct {
 	pub    *connectors.Inbound
+	bus    *bus.Bus
 	tokens *api.Tokens
 	opt    Options
 	log    *zap.Logger
+	// feed is the reply feed stream, once Run (or a read) has found it.
+	feedMu sync.Mutex
+	feed   jetstream.Stream
 }
 
 var _ connectors.Connector = (*Connector)(nil)
@@ -60,7 +96,8 @@ func New(pub *connectors.Inbound, opt Options, log *zap.Logger) *Connector {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	return &Connector{pub: pub, tokens: api.NewTokens(opt.Apps), opt: opt, log: log}
+	opt.setReplyDefaults()
+	return &Connector{pub: pub, bus: pub.Bus, tokens: api.NewTokens(opt.Apps), opt: opt, log: log}
 }
 
 // Name implements connectors.Connector.
@@ -69,13 +106,26 @@ func (c *Connector) Name() string { return string(message.App) }
 // Register implements connectors.Connector.
 func (c *Connector) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+Path, c.handlePost)
+	mux.HandleFunc("GET "+RepliesPath, c.handleReplies)
 }
 
-// Run implements connectors.Connector. The in-app channel is push-only:
-// everything happens in the HTTP handler, so Run just waits for the stop.
+// Run implements connectors.Connector: it moves replies from outbound.app
+// into the reply feed and posts them to the apps' webhooks (outbound.go,
+// replies.go) until ctx ends.
 func (c *Connector) Run(ctx context.Context) error {
-	<-ctx.Done()
-	return nil
+	return c.runReplies(ctx)
+}
+
+// authenticate returns the app whose token r carries, or answers 401.
+func (c *Connector) authenticate(w http.ResponseWriter, r *http.Request) (string, bool) {
+	tok, ok := api.BearerToken(r)
+	appName, known := c.tokens.Lookup(tok)
+	if !ok || !known {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="inroute app channel"`)
+		api.WriteError(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or wrong app token")
+		return "", false
+	}
+	return appName, true
 }
 
 // Request is the body the app backend posts.
@@ -109,11 +159,8 @@ type Response struct {
 }
 
 func (c *Connector) handlePost(w http.ResponseWriter, r *http.Request) {
-	tok, ok := api.BearerToken(r)
-	appName, known := c.tokens.Lookup(tok)
-	if !ok || !known {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="inroute app channel"`)
-		api.WriteError(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or wrong app token")
+	appName, ok := c.authenticate(w, r)
+	if !ok {
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
