@@ -171,6 +171,13 @@ func (c *Config) validateRouting(v *validator) {
 			}
 		}
 	}
+	if start, err1 := time.Parse("15:04", bh.Start); err1 == nil {
+		if end, err2 := time.Parse("15:04", bh.End); err2 == nil && !end.After(start) {
+			// Hours past midnight are not supported: such a day would
+			// never be open, and SLA targets in business hours never due.
+			v.errorf("routing.business_hours.end", "%s is not after start %s (hours that run past midnight are not supported)", bh.End, bh.Start)
+		}
+	}
 	for _, name := range sortedKeys(r.Templates) {
 		for _, lang := range sortedKeys(r.Templates[name]) {
 			if strings.TrimSpace(r.Templates[name][lang]) == "" {
