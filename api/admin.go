@@ -12,18 +12,20 @@ type RulesStatus interface {
 	Status() rules.Status
 }
 
-// Admin serves the admin endpoints.
+// Admin serves the admin endpoints: agents whose role is admin only.
 type Admin struct {
 	Rules  RulesStatus
-	Tokens *Tokens
+	Agents *Agents
 	Log    *zap.Logger
 }
 
 // Register adds the admin endpoints to mux.
 func (a *Admin) Register(mux *http.ServeMux) {
-	agents := &Agents{Tokens: a.Tokens, Log: a.Log}
-	// Until roles arrive with the agent workspace, any agent may read it.
-	mux.HandleFunc("GET /v1/admin/routing", agents.auth(func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /v1/admin/routing", a.Agents.auth(func(w http.ResponseWriter, r *http.Request) {
+		if ag := agentOf(r); !ag.Admin {
+			WriteError(w, http.StatusForbidden, CodeForbidden, "admins only: "+ag.Name+" is an agent")
+			return
+		}
 		WriteJSON(w, http.StatusOK, a.Rules.Status())
 	}))
 }

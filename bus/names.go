@@ -104,8 +104,9 @@ func QueueSubject(queue string, u message.Urgency, conversation int64) string {
 // QueueUrgencyFilter matches every queue's work at one urgency.
 func QueueUrgencyFilter(u message.Urgency) string { return "queue.*." + string(u) + ".*" }
 
-// AgentConsumer names the durable pull consumer for one urgency level.
-func AgentConsumer(u message.Urgency) string { return consumerAgentsPrefix + string(u) }
+// LegacyAgentConsumer names the first release's pull consumer for one
+// urgency level, which the desk deletes at start.
+func LegacyAgentConsumer(u message.Urgency) string { return consumerAgentsPrefix + string(u) }
 
 // OutboundSubject is where replies wait for a channel's connector.
 func OutboundSubject(ch message.Channel) string { return "outbound." + string(ch) }

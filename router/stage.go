@@ -30,6 +30,15 @@ type Options struct {
 	PublishTimeout time.Duration
 	// Now is the clock (tests fix it).
 	Now func() time.Time
+	// AutoReply, if set, sends a decision's auto-reply for each new
+	// conversation before the inbound message is acknowledged.
+	AutoReply AutoReplier
+}
+
+// AutoReplier sends an auto-reply template on a conversation. It must be
+// idempotent per conversation: a redelivered message asks again.
+type AutoReplier interface {
+	AutoReply(ctx context.Context, m *message.Message, template string, conversation int64) error
 }
 
 // maxAckPending caps unacknowledged inbound messages across all routers,
@@ -44,6 +53,7 @@ type Stage struct {
 	decider Decider
 	log     *zap.Logger
 	opt     Options
+	metrics metrics
 }
 
 // New returns a stage that routes with d and records into rec.
@@ -60,7 +70,7 @@ func New(b *bus.Bus, rec Recorder, d Decider, log *zap.Logger, opt Options) *Sta
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	return &Stage{b: b, rec: rec, decider: d, log: log, opt: opt}
+	return &Stage{b: b, rec: rec, decider: d, log: log, opt: opt, metrics: newMetrics()}
 }
 
 // ConsumerConfig is the router's durable consumer.
@@ -181,6 +191,18 @@ func (s *Stage) route(batch []jetstream.Msg) {
 	for i, w := range work {
 		r := results[i]
 		c := r.Conversation
+		if w.d.AutoReply != "" && !r.Joined && s.opt.AutoReply != nil {
+			// Before the ack: a failure here redelivers the message, and
+			// the reply's key (one per conversation) keeps it to one.
+			if err := s.opt.AutoReply.AutoReply(ctx, w.m, w.d.AutoReply, c.ID); err != nil {
+				s.log.Warn("auto-reply failed; will retry", zap.String("message_id", w.m.ID), zap.Int64("conversation", c.ID), zap.Error(err))
+				_ = w.in.NakWithDelay(time.Second)
+				continue
+			}
+		}
+		if !r.Duplicate {
+			s.metrics.in.WithLabelValues(string(w.m.Channel)).Inc()
+		}
 		if c.Status != store.StatusQueued {
 			// Assigned or waiting: it is with an agent, not in a queue.
 			s.ack(w.in, w.m.ID)
@@ -285,6 +307,11 @@ func (s *Stage) record(ctx context.Context, work []decided) ([]store.Result, err
 }
 
 func (s *Stage) ack(in jetstream.Msg, id string) {
+	if md, err := in.Metadata(); err == nil && md.NumDelivered == 1 {
+		// Latency from the connector's publish to the message's hand-off,
+		// for first deliveries only: a redelivery measures the retry delay.
+		s.metrics.latency.Observe(s.opt.Now().Sub(md.Timestamp).Seconds())
+	}
 	if err := in.Ack(); err != nil {
 		// The work is durable; a lost ack means a redelivery that the store
 		// and the queue's duplicate window turn into a no-op.

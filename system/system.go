@@ -23,13 +23,17 @@ import (
 	"github.com/inroute/inroute/config"
 	"github.com/inroute/inroute/connectors"
 	"github.com/inroute/inroute/connectors/app"
-	"github.com/inroute/inroute/queue"
+	"github.com/inroute/inroute/console"
+	"github.com/inroute/inroute/desk"
+	"github.com/inroute/inroute/message"
+	"github.com/inroute/inroute/outbox"
 	"github.com/inroute/inroute/router"
 	"github.com/inroute/inroute/router/rules"
 	"github.com/inroute/inroute/store"
 	"github.com/inroute/inroute/store/postgres"
 	"github.com/inroute/inroute/store/sqlite"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -75,6 +79,7 @@ type System struct {
 	bus      *bus.Bus
 	store    store.Store
 	rules    *rules.Live
+	sla      slaClock
 	httpSrv  *http.Server
 	ln       net.Listener
 
@@ -102,7 +107,7 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 		return nil, err
 	}
 	if o.Roles&(RoleRouter|RoleAPI) != 0 {
-		st, err := OpenStore(ctx, cfg)
+		st, err := openStore(ctx, cfg, s.deadline)
 		if err != nil {
 			return nil, err
 		}
@@ -138,18 +143,50 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 			s.run("rules watcher", func() error { return s.rules.Watch(runCtx) })
 		}
 		s.run("rules sharing", func() error { return s.rules.Share(runCtx, s.bus.JS, o.Name) })
-		(&api.Admin{Rules: s.rules, Tokens: agentTokens(cfg), Log: log.Named("api")}).Register(mux)
+	}
+	var ob *outbox.Outbox
+	if s.store != nil {
+		ob = &outbox.Outbox{Store: s.store, Pub: outbox.BusPublisher{Bus: s.bus}}
 	}
 	if o.Roles&RoleRouter != 0 {
-		stage := router.New(s.bus, s.store, s.rules, log.Named("router"), router.Options{})
+		stage := router.New(s.bus, s.store, s.rules, log.Named("router"), router.Options{AutoReply: &autoReplier{out: ob, rules: s.rules}})
+		reg.MustRegister(stage.Collectors()...)
 		s.run("router", func() error { return stage.Run(runCtx) })
 	}
-	if o.Roles&RoleAPI != 0 {
-		puller, err := queue.NewPuller(ctx, s.bus.JS, log.Named("queue"))
+	if s.store != nil {
+		blobs, err := blob.Open(cfg.BlobDir(), cfg.Store.Attachments.MaxSize.Int64())
 		if err != nil {
 			return fail(err)
 		}
-		(&api.Agents{Queue: puller, Store: s.store, Tokens: agentTokens(cfg), Log: log.Named("api")}).Register(mux)
+		metrics := desk.NewMetrics()
+		d := desk.New(desk.Options{
+			Store: s.store, Mirror: &desk.BusMirror{Bus: s.bus, Store: s.store, Now: time.Now}, Outbox: ob,
+			Blobs: blobs, MaxAttachment: cfg.Store.Attachments.MaxSize.Int64(),
+			Agents: cfg.Agents, Desk: cfg.Desk, Routing: func() *config.Routing { return s.rules.Engine().Routing() },
+			Log: log.Named("desk"), Metrics: metrics, Notify: desk.BusNotify(s.bus),
+		})
+		agents := &api.Agents{Desk: d, Tokens: agentTokens(cfg), Seen: s.store.SeeAgent, MaxWait: cfg.Desk.MaxWait.D(),
+			MaxBody: 2*cfg.Store.Attachments.MaxSize.Int64() + 1<<20, Log: log.Named("api")}
+		(&api.Admin{Rules: s.rules, Agents: agents, Log: log.Named("api")}).Register(mux)
+		if o.Roles&RoleAPI != 0 {
+			agents.Register(mux)
+			mux.Handle("GET /console/", console.Handler())
+			mux.Handle("GET /{$}", http.RedirectHandler("/console/", http.StatusFound))
+			reg.MustRegister(metrics.Collectors()...)
+			reg.MustRegister(d.NewQueueCollector())
+			removeLegacyConsumers(ctx, s.bus, log)
+			wake, err := s.bus.NC.Subscribe(bus.SubjectsQueues, func(*nats.Msg) { d.Wake() })
+			if err != nil {
+				return fail(fmt.Errorf("watch queue stream: %w", err))
+			}
+			s.run("desk wake", func() error { <-runCtx.Done(); return wake.Unsubscribe() })
+			s.run("desk monitor", func() error { return d.Run(runCtx) })
+			s.run("delivery reports", func() error { return d.RunDeliveries(runCtx, s.bus.JS) })
+			if cfg.Desk.Webhook.URL != "" {
+				wh := deskWebhook(s.bus, cfg.Desk.Webhook, log.Named("desk-webhook"))
+				s.run("desk webhook", func() error { return wh.Run(runCtx) })
+			}
+		}
 	}
 	if o.Roles&RoleConnectors != 0 {
 		conns, err := buildConnectors(cfg, o.Connectors, &connectors.Inbound{Bus: s.bus}, log)
@@ -304,13 +341,17 @@ func (s *System) Store() store.Store { return s.store }
 // OpenStore opens the configured store: PostgreSQL when store.url is set,
 // otherwise the embedded SQLite file under the data directory.
 func OpenStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
+	return openStore(ctx, cfg, nil)
+}
+
+func openStore(ctx context.Context, cfg *config.Config, deadline func(store.SLAKind, string, message.Urgency, time.Time) *time.Time) (store.Store, error) {
 	blobs, err := blob.Open(cfg.BlobDir(), cfg.Store.Attachments.MaxSize.Int64())
 	if err != nil {
 		return nil, err
 	}
 	o := store.Options{
 		ChatWindow: cfg.Store.ChatWindow.D(), ReopenWindow: cfg.Store.ReopenWindow.D(),
-		PhoneRegion: cfg.Store.PhoneRegion, Blobs: blobs,
+		PhoneRegion: cfg.Store.PhoneRegion, Blobs: blobs, Deadline: deadline,
 	}
 	if cfg.Store.URL != "" {
 		return postgres.Open(ctx, cfg.Store.URL, o)
@@ -375,10 +416,17 @@ func buildConnectors(cfg *config.Config, only []string, pub *connectors.Inbound,
 	var out []connectors.Connector
 	if a := cfg.Conns.App; a.Enabled && (len(want) == 0 || want["app"]) {
 		apps := map[string]string{}
+		hooks := map[string]app.Webhook{}
 		for _, x := range a.Apps {
 			apps[x.Name] = x.Token
+			if x.Webhook.URL != "" {
+				hooks[x.Name] = app.Webhook{URL: x.Webhook.URL, Secret: x.Webhook.Secret, MaxAttempts: x.Webhook.MaxAttempts}
+			}
 		}
-		out = append(out, app.New(pub, app.Options{Apps: apps, MaxBody: a.MaxBody.Int64()}, log.Named("app")))
+		out = append(out, app.New(pub, app.Options{
+			Apps: apps, Webhooks: hooks, MaxBody: a.MaxBody.Int64(), ReplyRetention: a.ReplyRetention.D(),
+			DuplicateWindow: cfg.NATS.Streams.DuplicateWindow.D(), Replicas: cfg.NATS.Streams.Replicas,
+		}, log.Named("app")))
 	} else if want["app"] {
 		return nil, errors.New("connector app is not enabled in config (connectors.app.enabled)")
 	}

@@ -19,7 +19,8 @@ import (
 	"github.com/inroute/inroute/config"
 	"github.com/inroute/inroute/connectors"
 	"github.com/inroute/inroute/message"
-	"github.com/inroute/inroute/queue"
+	"github.com/inroute/inroute/desk"
+	"github.com/inroute/inroute/store"
 	"github.com/inroute/inroute/system"
 	"go.uber.org/zap/zaptest"
 )
@@ -36,7 +37,8 @@ func testConfig(t *testing.T) *config.Config {
 	cfg.NATS.Embedded.Listen = "127.0.0.1:-1"
 	cfg.Conns.App.Enabled = true
 	cfg.Conns.App.Apps = []config.App{{Name: "wallet", Token: appToken}}
-	cfg.Agents = []config.Agent{{Name: "ann", Token: agentToken}}
+	// Tests drain whole queues: a capacity high enough not to matter.
+	cfg.Agents = []config.Agent{{Name: "ann", Token: agentToken, Role: config.RoleAgent, Capacity: 1000}}
 	return cfg
 }
 
@@ -87,17 +89,34 @@ func postApp(t *testing.T, base, id, text string) (int, string) {
 	return status, resp.ID
 }
 
-func next(t *testing.T, base string) (int, *queue.Item) {
+// pulled is what the tests read of a conversation taken with next.
+type pulled struct {
+	ID             string // the latest customer message
+	ConversationID int64
+	Queue          string
+	Urgency        message.Urgency
+	Explain        []string
+	RulesVersion   string
+}
+
+func next(t *testing.T, base string) (int, *pulled) {
 	t.Helper()
 	status, data, _ := do(t, "POST", base+"/v1/agent/next", agentToken, nil)
 	if status != http.StatusOK {
 		return status, nil
 	}
-	it, err := queue.DecodeItem(data)
-	if err != nil {
+	var v desk.View
+	if err := json.Unmarshal(data, &v); err != nil {
 		t.Fatalf("agent next: %v: %s", err, data)
 	}
-	return status, it
+	p := &pulled{ConversationID: v.Conversation.ID, Queue: v.Conversation.Queue, Urgency: v.Conversation.Urgency,
+		Explain: v.Explain, RulesVersion: v.Conversation.RulesVersion}
+	for _, m := range v.Messages {
+		if m.Direction == store.In {
+			p.ID = m.ID
+		}
+	}
+	return status, p
 }
 
 // waitQueued waits until the router has enqueued n items.
@@ -207,8 +226,9 @@ func TestOutsideNATSDownThenBack(t *testing.T) {
 	if status, _, _ := do(t, "GET", base+"/readyz", "", nil); status != 503 {
 		t.Fatalf("readyz with the bus down: %d", status)
 	}
-	if status, body, _ := do(t, "POST", base+"/v1/agent/next", agentToken, nil); status != 503 || !bytes.Contains(body, []byte(`"unavailable"`)) {
-		t.Fatalf("agent next with the bus down: %d %s", status, body)
+	// Agents keep working from the store while the bus is away.
+	if status, body, _ := do(t, "GET", base+"/v1/queues", agentToken, nil); status != 200 || !bytes.Contains(body, []byte(`"waiting":5`)) {
+		t.Fatalf("queue board with the bus down: %d %s", status, body)
 	}
 	srv.Restart()
 	var duringID string
@@ -355,7 +375,7 @@ func TestEditRulesWhileRunning(t *testing.T) {
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.Conns.App.Enabled = true
 	cfg.Conns.App.Apps = []config.App{{Name: "wallet", Token: appToken}}
-	cfg.Agents = []config.Agent{{Name: "ann", Token: agentToken}}
+	cfg.Agents = []config.Agent{{Name: "ann", Token: agentToken, Role: config.RoleAdmin, Capacity: 100}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	sys, err := system.Start(ctx, system.Options{Config: cfg, Roles: system.RoleAll, ConfigPath: path, Log: zaptest.NewLogger(t)})

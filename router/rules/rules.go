@@ -49,8 +49,11 @@ type Engine struct {
 	hours hours
 
 	templates map[string]map[string]string
-	tests     []config.RuleTest
-	scratch   sync.Pool
+	// routing is the config the engine was compiled from: the desk reads
+	// the queues' targets and the escalation ladder of the version in force.
+	routing *config.Routing
+	tests   []config.RuleTest
+	scratch sync.Pool
 }
 
 var _ router.Decider = (*Engine)(nil)
@@ -159,7 +162,7 @@ func Compile(cfg *config.Config) (*Engine, error) {
 	e := &Engine{
 		version: r.Version, defaultQueue: r.DefaultQueue,
 		channelUrg: map[message.Channel]message.Urgency{}, channelNote: map[message.Channel]string{},
-		raise: r.Haste.Raise, templates: r.Templates, tests: r.Tests,
+		raise: r.Haste.Raise, templates: r.Templates, tests: r.Tests, routing: r,
 	}
 	if e.version == "" {
 		sum, _ := json.Marshal(r)
@@ -288,6 +291,9 @@ func firstLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
 	return s
 }
+
+// Routing is the routing config of this version (read only).
+func (e *Engine) Routing() *config.Routing { return e.routing }
 
 // Version is the rules version every decision records.
 func (e *Engine) Version() string { return e.version }
