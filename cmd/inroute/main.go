@@ -57,6 +57,7 @@ Serves /healthz and /readyz only when --http is given.`, runPart(system.RoleRout
 			`Runs one connector (` + strings.Join(system.ConnectorNames(), ", ") + `) with its HTTP endpoints. Needs nats.url.`, runConnector},
 		{"rules", "SUBCOMMAND [flags]", "check, test and explain the routing rules", rulesUsage, runRules},
 		{"store", "SUBCOMMAND [flags]", "find, merge and unmerge contacts; purge old history", storeUsage, runStore},
+		{"agent", "SUBCOMMAND [flags]", "take, answer and route conversations (agent API client)", agentUsage, runAgent},
 		{"version", "", "print the version", "", runVersion},
 		{"help", "[COMMAND]", "show help for inroute or one command", "", nil},
 	}
@@ -106,7 +107,7 @@ func helpFor(name string, stdout, stderr io.Writer) int {
 		if c.long != "" {
 			fmt.Fprintf(stdout, "\n%s\n", c.long)
 		}
-		if c.name != "version" && c.name != "help" && c.name != "store" && c.name != "rules" {
+		if c.name != "version" && c.name != "help" && c.name != "store" && c.name != "rules" && c.name != "agent" {
 			fmt.Fprintln(stdout, "\nFlags:")
 			fs, _ := newFlags(c.name, c.name == "serve")
 			fs.SetOutput(stdout)
