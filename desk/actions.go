@@ -241,15 +241,13 @@ func (d *Desk) Reply(ctx context.Context, a *Agent, id int64, r ReplyRequest) (*
 	if c.Status == store.StatusQueued {
 		// An admin answering a waiting conversation takes it: the customer
 		// is being helped, and nobody else should pull it now.
-		taken, err := d.o.Store.MoveConversation(ctx, id, store.Move{Agent: a.Name, Actor: a.Name, Event: store.EventClaimed,
-			Data: map[string]any{"agent": a.Name, "by_reply": true}})
-		if err != nil {
+		if _, err := d.o.Store.MoveConversation(ctx, id, store.Move{Agent: a.Name, Actor: a.Name, Event: store.EventClaimed,
+			Data: map[string]any{"agent": a.Name, "by_reply": true}}); err != nil {
 			return nil, false, err
 		}
 		if d.o.Mirror != nil {
 			_ = d.o.Mirror.Remove(ctx, c)
 		}
-		c = taken
 	}
 	m, created, err := d.o.Outbox.Send(ctx, req)
 	if errors.Is(err, outbox.ErrNoAgentPhone) {

@@ -10,7 +10,6 @@ package desk
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -159,13 +158,6 @@ func Deadline(r *config.Routing, add func(from time.Time, d time.Duration) time.
 		at := add(from, d).UTC()
 		return &at
 	}
-}
-
-func wrapStore(err error, what string) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("%s: %w", what, err)
 }
 
 // routing is the routing config in force, or nil.
