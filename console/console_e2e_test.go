@@ -148,6 +148,9 @@ func (p *page) fail(format string, args ...any) {
 	}
 	if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
 		path := filepath.Join(p.shots, "console-failure.png")
+		if env := os.Getenv("INROUTE_CONSOLE_SCREENSHOT"); env != "" {
+			path = strings.TrimSuffix(env, filepath.Ext(env)) + "-failure.png"
+		}
 		if os.WriteFile(path, png, 0o644) == nil {
 			msg += "\nscreenshot: " + path
 		}
@@ -158,7 +161,7 @@ func (p *page) fail(format string, args ...any) {
 // do runs browser steps with a timeout.
 func (p *page) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
 	defer cancel()
 	if err := chromedp.Do(ctx, steps...); err != nil {
 		p.fail("%s: %v", what, err)
@@ -177,12 +180,12 @@ func (p *page) eval(expr string) string {
 	return v
 }
 
-// until waits for a JavaScript expression to be true; it returns what
-// the expression `show` says at the end, for the failure message.
+// until waits for a JavaScript expression to be true. On failure, the
+// message says what the expression show evaluates to at the end.
 func (p *page) until(what, expr, show string) {
 	p.t.Helper()
 	var last string
-	err := checkFor(15*time.Second, 50*time.Millisecond, func() error {
+	err := checkFor(30*time.Second, 50*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
 		defer cancel()
 		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!(`+expr+`)`))
@@ -359,7 +362,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 	}
 
 	// 4. The console renews the lease (15s here, so every 5s) while ann reads.
-	if err := checkFor(12*time.Second, 100*time.Millisecond, func() error {
+	if err := checkFor(20*time.Second, 100*time.Millisecond, func() error {
 		if renewals.Load() == 0 {
 			return errors.New("no successful POST .../renew yet")
 		}

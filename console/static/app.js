@@ -754,7 +754,7 @@ function boardRow(q) {
   const by = q.by_urgency || {};
   const chips = URGENCIES.filter((u) => by[u] && by[u].waiting > 0).map((u) =>
     el('span', { class: 'chip u-' + u, 'data-urgency': u, title: `${urgencyLabel(u)}: ${by[u].waiting}, ${t('oldest')} ${age(by[u].oldest_seconds)}` },
-      `${urgencyLabel(u)} ${by[u].waiting}`));
+      `${urgencyLabel(u)} ${by[u].waiting} · ${age(by[u].oldest_seconds)}`));
   const sla = [];
   if (q.breached > 0) sla.push(el('span', { class: 'chip bad', 'data-testid': 'breached' }, t('breachedN', { n: q.breached })));
   if (q.at_risk > 0) sla.push(el('span', { class: 'chip warn', 'data-testid': 'at-risk-count' }, t('atRiskN', { n: q.at_risk })));
