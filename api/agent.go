@@ -38,6 +38,10 @@ type Agents struct {
 	MaxWait time.Duration
 	// MaxBody bounds request bodies (replies carry attachments).
 	MaxBody int64
+	// Blobs serves attachment bytes; nil leaves GET /v1/attachments out.
+	Blobs interface {
+		Open(ref string) (io.ReadCloser, error)
+	}
 	Log     *zap.Logger
 
 	mu       sync.Mutex
@@ -52,6 +56,27 @@ func (a *Agents) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/conversations", a.auth(a.search))
 	mux.HandleFunc("GET /v1/conversations/{id}", a.auth(a.show))
 	mux.HandleFunc("POST /v1/conversations/{id}/{action}", a.auth(a.act))
+	if a.Blobs != nil {
+		mux.HandleFunc("GET /v1/attachments/{ref}", a.auth(a.attachment))
+	}
+}
+
+// attachment serves a stored attachment's bytes by its content reference
+// ("sha256:<hex>", from a message's attachments). The bytes are always a
+// download, never rendered: an HTML attachment must not run as the console.
+func (a *Agents) attachment(w http.ResponseWriter, r *http.Request) {
+	ref := r.PathValue("ref")
+	f, err := a.Blobs.Open(ref)
+	if err != nil {
+		WriteError(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no attachment %q", ref))
+		return
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", "attachment")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "private, max-age=31536000, immutable")
+	_, _ = io.Copy(w, f)
 }
 
 type agentKey struct{}

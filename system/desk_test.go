@@ -187,6 +187,20 @@ func TestAgentWorkflowOverHTTP(t *testing.T) {
 		return nil
 	})
 
+	// A reply with a file: stored content-addressed, served back as a download.
+	s, data, _ = doKey(t, fmt.Sprintf("%s/v1/conversations/%d/reply", base, ids[1]), agentToken, "with-file", map[string]any{
+		"text": "the receipt", "attachments": []map[string]string{{"name": "r.txt", "content_type": "text/plain", "data": "aGVsbG8="}}})
+	var sent struct {
+		Message store.Message `json:"message"`
+	}
+	if s != 201 || json.Unmarshal(data, &sent) != nil || len(sent.Message.Attachments) != 1 {
+		t.Fatalf("reply with attachment: %d %s", s, data)
+	}
+	s, data, hdr := do(t, "GET", base+"/v1/attachments/"+sent.Message.Attachments[0].Ref, agentToken, nil)
+	if s != 200 || string(data) != "hello" || hdr.Get("Content-Disposition") != "attachment" {
+		t.Fatalf("attachment: %d %q %v", s, data, hdr)
+	}
+
 	// Other agents: pat takes payments only (and holds one at most).
 	if s, data, _ := do(t, "GET", fmt.Sprintf("%s/v1/conversations/%d", base, ids[0]), paysToken, nil); s != 403 ||
 		!strings.Contains(string(data), `"forbidden"`) {
@@ -222,7 +236,7 @@ func TestAgentWorkflowOverHTTP(t *testing.T) {
 
 	s, data, _ = do(t, "GET", base+"/metrics", "", nil)
 	for _, name := range []string{`inroute_messages_in_total{channel="app"} 4`, "inroute_routing_latency_seconds_count 4",
-		`inroute_queue_depth{queue="payments",urgency="high"} 1`, "inroute_claims_total 4", `inroute_replies_total{channel="app"} 1`,
+		`inroute_queue_depth{queue="payments",urgency="high"} 1`, "inroute_claims_total 4", `inroute_replies_total{channel="app"} 2`,
 		"inroute_lease_expiries_total 0", `inroute_reply_deliveries_total{channel="app",status="delivered"} 2`} {
 		if s != 200 || !strings.Contains(string(data), name) {
 			t.Errorf("metrics lack %q", name)

@@ -166,7 +166,7 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 			Log: log.Named("desk"), Metrics: metrics, Notify: desk.BusNotify(s.bus),
 		})
 		agents := &api.Agents{Desk: d, Tokens: agentTokens(cfg), Seen: s.store.SeeAgent, MaxWait: cfg.Desk.MaxWait.D(),
-			MaxBody: 2*cfg.Store.Attachments.MaxSize.Int64() + 1<<20, Log: log.Named("api")}
+			MaxBody: 2*cfg.Store.Attachments.MaxSize.Int64() + 1<<20, Blobs: blobs, Log: log.Named("api")}
 		(&api.Admin{Rules: s.rules, Agents: agents, Log: log.Named("api")}).Register(mux)
 		if o.Roles&RoleAPI != 0 {
 			agents.Register(mux)
