@@ -213,7 +213,7 @@ func (d *Desk) Reply(ctx context.Context, a *Agent, id int64, r ReplyRequest) (*
 		return nil, false, fmt.Errorf("an idempotency key of 1 to 200 bytes is required: %w", ErrInvalid)
 	}
 	req := outbox.Request{ConversationID: id, Channel: r.Channel, Text: r.Text, HTML: r.HTML,
-		Key: a.Name + ":" + r.Key, Agent: a.Name, AgentPhone: a.Phone}
+		Key: a.Name + ":" + r.Key, Agent: a.Name}
 	if r.To.Value != "" || r.Channel != "" {
 		kind, value, ch, err := d.recipient(ctx, c, r)
 		if err != nil {

@@ -167,3 +167,11 @@ func (d *Desk) routing() *config.Routing {
 	}
 	return d.o.Routing()
 }
+
+// Phone is the configured phone of an agent ("" if none), for call-backs.
+func (d *Desk) Phone(agent string) string {
+	if a, ok := d.agents[agent]; ok {
+		return a.Phone
+	}
+	return ""
+}

@@ -42,6 +42,7 @@ type fixture struct {
 	clock *clock
 	st    store.Store
 	b     *bus.Bus
+	srv   *testbus.Server
 	d     *desk.Desk
 	seq   int
 	sla   []string // events.sla.* subjects seen
@@ -76,8 +77,8 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { st.Close() })
 	f.st = st
-	srv := testbus.Start(t)
-	f.b = srv.Connect(t)
+	f.srv = testbus.Start(t)
+	f.b = f.srv.Connect(t)
 	sub, err := f.b.NC.Subscribe(bus.SubjectsSLA, func(m *nats.Msg) {
 		f.slaMu.Lock()
 		f.sla = append(f.sla, m.Subject)
@@ -89,7 +90,12 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 	f.d = desk.New(desk.Options{
 		Store: st, Mirror: &desk.BusMirror{Bus: f.b, Store: st, Now: f.clock.Now},
-		Outbox: &outbox.Outbox{Store: st, Pub: outbox.BusPublisher{Bus: f.b}},
+		Outbox: &outbox.Outbox{Store: st, Pub: outbox.BusPublisher{Bus: f.b}, AgentPhone: func(name string) string {
+			if name == "bob" {
+				return "+8613800000001"
+			}
+			return ""
+		}},
 		Agents: []config.Agent{
 			{Name: "ann", Queues: []string{"payments", "account"}, Capacity: 5},
 			{Name: "bob", Capacity: 2, Phone: "+8613800000001"},
@@ -440,5 +446,34 @@ func TestAdminReplyTakesAWaitingConversation(t *testing.T) {
 	}
 	if v := f.next("bob"); v != nil {
 		t.Fatalf("bob could still pull the answered conversation %d", v.Conversation.ID)
+	}
+}
+
+// A reply recorded while the bus is away is published once it is back,
+// by the monitor, and only once.
+func TestReplyPublishedAfterTheBusComesBack(t *testing.T) {
+	f := newFixture(t)
+	id := f.route(message.SMS, "+8613900000009", "payment failed", "payments", message.High)
+	f.next("bob")
+	f.srv.Shutdown()
+	m, created, err := f.d.Reply(f.ctx, f.agent("bob"), id, desk.ReplyRequest{Text: "on it", Key: "k"})
+	if err == nil || !created || m == nil {
+		t.Fatalf("reply with the bus down: %v created=%v", err, created)
+	}
+	f.srv.Restart()
+	testbus.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error { return f.b.Ready(f.ctx) })
+	f.d.Check(f.ctx) // too soon: the API call may still be publishing
+	if n := outboundCount(t, f.b, message.SMS); n != 0 {
+		t.Fatalf("published %d before the sweep age", n)
+	}
+	f.clock.Advance(time.Minute)
+	f.d.Check(f.ctx)
+	f.d.Check(f.ctx)
+	if n := outboundCount(t, f.b, message.SMS); n != 1 {
+		t.Fatalf("outbound.sms holds %d after the sweep, want 1", n)
+	}
+	out, err := lastOutbound(t, f.b, message.SMS)
+	if err != nil || out.ID != m.ID || out.To != "+8613900000009" || out.AgentPhone != "+8613800000001" {
+		t.Fatalf("swept reply = %+v, %v", out, err)
 	}
 }

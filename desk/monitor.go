@@ -61,7 +61,21 @@ func (d *Desk) Check(ctx context.Context) {
 	if err := d.checkSLA(ctx); err != nil && ctx.Err() == nil {
 		d.log.Warn("sla check", zap.Error(err))
 	}
+	if d.o.Outbox != nil {
+		n, err := d.o.Outbox.Sweep(ctx, d.o.Now(), unpublishedAge)
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn("publish pending replies", zap.Error(err))
+		}
+		if n > 0 {
+			d.log.Info("published replies whose first publish had failed", zap.Int("replies", n))
+		}
+	}
 }
+
+// unpublishedAge: a reply still unpublished this long after it was
+// recorded lost its publish (the API call that recorded it publishes at
+// once, or reports the failure to a client that retries).
+const unpublishedAge = 30 * time.Second
 
 func (d *Desk) expireLeases(ctx context.Context) error {
 	lapsed, err := d.o.Store.ExpireLeases(ctx, d.o.Now())

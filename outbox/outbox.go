@@ -21,6 +21,8 @@ import (
 // Store is what sending needs from the store.
 type Store interface {
 	RecordReply(ctx context.Context, r store.Reply) (*store.Message, bool, error)
+	MarkPublished(ctx context.Context, messageID string) error
+	Unpublished(ctx context.Context, t time.Time, limit int) ([]store.Message, error)
 	LatestInbound(ctx context.Context, conversationID int64) (*store.Message, error)
 	Conversation(ctx context.Context, id int64) (*store.Conversation, error)
 }
@@ -34,7 +36,8 @@ type Publisher interface {
 type Outbox struct {
 	Store Store
 	Pub   Publisher
-	Now   func() time.Time
+	// AgentPhone gives an agent's own number, rung first on a call-back.
+	AgentPhone func(agent string) string
 }
 
 // Request is a reply to send. Channel and the recipient default to the
@@ -49,14 +52,12 @@ type Request struct {
 	Attachments    []store.Attachment
 	Key            string
 	Agent          string
-	AgentPhone     string
 	Auto           bool
-	Language       string
 }
 
-// Send records the reply (once per key) and publishes it. A repeat of a
-// key whose reply is still queued publishes again: the first publish may
-// have failed, and JetStream drops the copy if it did not.
+// Send records the reply (once per key), then publishes it. A repeat of
+// a key whose reply was never published publishes it now; one already
+// published is returned as it is.
 func (o *Outbox) Send(ctx context.Context, r Request) (*store.Message, bool, error) {
 	latest, err := o.Store.LatestInbound(ctx, r.ConversationID)
 	if err != nil {
@@ -72,18 +73,12 @@ func (o *Outbox) Send(ctx context.Context, r Request) (*store.Message, bool, err
 	if r.ToValue == "" {
 		r.ToKind, r.ToValue = latest.FromKind, latest.FromValue
 	}
+	if r.Channel == message.Voice && o.phone(r.Agent) == "" {
+		return nil, false, fmt.Errorf("a call-back needs the agent's phone (agents[].phone): %w", ErrNoAgentPhone)
+	}
 	reply := store.Reply{
 		ConversationID: r.ConversationID, Channel: r.Channel, ToKind: r.ToKind, ToValue: r.ToValue,
 		Text: r.Text, HTML: r.HTML, Attachments: r.Attachments, Key: r.Key, Agent: r.Agent, Auto: r.Auto,
-	}
-	out := message.Outbound{
-		V: message.OutboundVersion, ConversationID: r.ConversationID, Channel: r.Channel,
-		Text: r.Text, HTML: r.HTML, Auto: r.Auto, Agent: r.Agent, AgentPhone: r.AgentPhone, Language: r.Language,
-	}
-	out.To, out.From = address(r.ToKind, r.ToValue), latest.To
-	if r.ToKind == store.KindApp {
-		app, user, _ := strings.Cut(r.ToValue, "/")
-		out.From, out.To = app, user
 	}
 	if r.Channel == message.Email {
 		// Answer the customer's latest mail so the reply threads under it,
@@ -99,38 +94,85 @@ func (o *Outbox) Send(ctx context.Context, r Request) (*store.Message, bool, err
 		if !strings.HasPrefix(strings.ToLower(subject), "re:") {
 			subject = "Re: " + subject
 		}
-		out.Subject, reply.Subject = subject, subject
+		reply.Subject = subject
 		if id := latest.Thread.MessageID; id != "" {
-			out.Thread.InReplyTo = id
-			out.Thread.References = append(slices.Clone(latest.Thread.References), id)
+			reply.Thread.InReplyTo = id
+			reply.Thread.References = append(slices.Clone(latest.Thread.References), id)
 		}
-		reply.Thread = out.Thread
-	}
-	if latest.Thread.ChatID != "" && latest.Channel == r.Channel {
-		out.Thread.ChatID = latest.Thread.ChatID
-	}
-	if r.Channel == message.Voice && r.AgentPhone == "" {
-		return nil, false, fmt.Errorf("a call-back needs the agent's phone (agents[].phone): %w", ErrNoAgentPhone)
 	}
 	m, created, err := o.Store.RecordReply(ctx, reply)
 	if err != nil {
 		return nil, false, err
 	}
-	if !created && m.DeliveryStatus != store.DeliveryQueued {
-		return m, false, nil // sent already: nothing to do again
+	if m.PublishedAt != nil {
+		return m, created, nil // a repeat of a reply already handed on
 	}
-	out.ID, out.CreatedAt = m.ID, m.ReceivedAt
+	if err := o.Publish(ctx, m); err != nil {
+		return m, created, err
+	}
+	return m, created, nil
+}
+
+// Publish hands a recorded reply to its channel's connector, with the
+// reply's id as Nats-Msg-Id, and marks it published.
+func (o *Outbox) Publish(ctx context.Context, m *store.Message) error {
+	latest, err := o.Store.LatestInbound(ctx, m.ConversationID)
+	if err != nil {
+		return err
+	}
+	out := message.Outbound{
+		V: message.OutboundVersion, ID: m.ID, ConversationID: m.ConversationID, Channel: m.Channel,
+		To: address(m.FromKind, m.FromValue), From: latest.To, Subject: m.Subject, Text: m.Text, HTML: m.HTML,
+		Thread: m.Thread, Auto: m.Auto, Agent: m.Author, AgentPhone: o.phone(m.Author), Language: latest.Language,
+		CreatedAt: m.ReceivedAt,
+	}
+	if m.FromKind == store.KindApp {
+		out.From, _, _ = strings.Cut(m.FromValue, "/")
+	}
+	if latest.Thread.ChatID != "" && latest.Channel == m.Channel {
+		out.Thread.ChatID = latest.Thread.ChatID
+	}
 	for _, a := range m.Attachments {
 		out.Attachments = append(out.Attachments, message.Attachment{Name: a.Name, ContentType: a.ContentType, Size: a.Size, URL: a.Ref})
 	}
 	data, err := json.Marshal(out)
 	if err != nil {
-		return nil, false, fmt.Errorf("encode outbound %s: %w", m.ID, err)
+		return fmt.Errorf("encode outbound %s: %w", m.ID, err)
 	}
-	if err := o.Pub.Publish(ctx, bus.OutboundSubject(r.Channel), data, m.ID, nil); err != nil {
-		return m, created, fmt.Errorf("publish reply %s: %w", m.ID, err)
+	if err := o.Pub.Publish(ctx, bus.OutboundSubject(m.Channel), data, m.ID, nil); err != nil {
+		return fmt.Errorf("publish reply %s: %w", m.ID, err)
 	}
-	return m, created, nil
+	if err := o.Store.MarkPublished(ctx, m.ID); err != nil {
+		// Published but not marked: the sweep publishes it again, and
+		// JetStream drops the copy by its id.
+		return fmt.Errorf("mark reply %s published: %w", m.ID, err)
+	}
+	return nil
+}
+
+// Sweep publishes replies recorded more than age ago and never published
+// (the process died, or the bus was away, between the two steps). It
+// returns how many it published.
+func (o *Outbox) Sweep(ctx context.Context, now time.Time, age time.Duration) (int, error) {
+	pending, err := o.Store.Unpublished(ctx, now.Add(-age), 100)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for i := range pending {
+		if err := o.Publish(ctx, &pending[i]); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+func (o *Outbox) phone(agent string) string {
+	if o.AgentPhone == nil {
+		return ""
+	}
+	return o.AgentPhone(agent)
 }
 
 // ErrNoAgentPhone means a call-back was asked of an agent without a phone.

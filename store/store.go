@@ -180,10 +180,12 @@ type Message struct {
 	// Author is the agent who wrote a reply ("inroute" for auto-replies).
 	Author string `json:"author,omitempty"`
 	// Auto marks an auto-reply.
-	Auto           bool      `json:"auto,omitempty"`
-	DeliveryStatus string    `json:"delivery_status,omitempty"`
-	DeliveryError  string    `json:"delivery_error,omitempty"`
-	ReceivedAt     time.Time `json:"received_at"`
+	Auto bool `json:"auto,omitempty"`
+	// PublishedAt is when a reply was handed to its channel's connector.
+	PublishedAt    *time.Time `json:"published_at,omitempty"`
+	DeliveryStatus string     `json:"delivery_status,omitempty"`
+	DeliveryError  string     `json:"delivery_error,omitempty"`
+	ReceivedAt     time.Time  `json:"received_at"`
 }
 
 // Event kinds in the log.
@@ -406,6 +408,11 @@ type Store interface {
 	// same Key again returns the first copy with created false, so a
 	// retried API call never makes a second reply.
 	RecordReply(ctx context.Context, r Reply) (msg *Message, created bool, err error)
+	// MarkPublished records that a reply was published for its connector.
+	MarkPublished(ctx context.Context, messageID string) error
+	// Unpublished lists replies recorded before t and never published,
+	// oldest first.
+	Unpublished(ctx context.Context, t time.Time, limit int) ([]Message, error)
 	// SetDelivery records a connector's report on an outbound message.
 	// Status never goes back (a late "sent" after "delivered" is ignored);
 	// failed is final.

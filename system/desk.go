@@ -78,7 +78,7 @@ func (a *autoReplier) AutoReply(ctx context.Context, m *message.Message, templat
 		return nil // the template left the rules since the decision
 	}
 	_, _, err := a.out.Send(ctx, outbox.Request{ConversationID: conversation, Text: text, Agent: "inroute", Auto: true,
-		Key: fmt.Sprintf("auto:%d", conversation), Language: lang})
+		Key: fmt.Sprintf("auto:%d", conversation)})
 	return err
 }
 

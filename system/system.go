@@ -146,7 +146,11 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 	}
 	var ob *outbox.Outbox
 	if s.store != nil {
-		ob = &outbox.Outbox{Store: s.store, Pub: outbox.BusPublisher{Bus: s.bus}}
+		phones := map[string]string{}
+		for _, a := range cfg.Agents {
+			phones[a.Name] = a.Phone
+		}
+		ob = &outbox.Outbox{Store: s.store, Pub: outbox.BusPublisher{Bus: s.bus}, AgentPhone: func(name string) string { return phones[name] }}
 	}
 	if o.Roles&RoleRouter != 0 {
 		stage := router.New(s.bus, s.store, s.rules, log.Named("router"), router.Options{AutoReply: &autoReplier{out: ob, rules: s.rules}})

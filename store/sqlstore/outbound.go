@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/inroute/inroute/message"
 	"github.com/inroute/inroute/store"
@@ -134,4 +135,47 @@ func (s *Store) SetDelivery(ctx context.Context, messageID, status, detail strin
 		}
 		return err // nil: a late or repeated report, ignored
 	})
+}
+
+// MarkPublished implements store.Store.
+func (s *Store) MarkPublished(ctx context.Context, messageID string) error {
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.q(`UPDATE messages SET published_at = ? WHERE id = ? AND direction = 'out' AND published_at IS NULL`),
+			us(s.o.Now()), messageID)
+		return err
+	})
+}
+
+// Unpublished implements store.Store.
+func (s *Store) Unpublished(ctx context.Context, t time.Time, limit int) ([]store.Message, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id FROM messages WHERE direction = 'out' AND published_at IS NULL AND created_at < ?
+		ORDER BY created_at LIMIT ?`), us(t), limit)
+	if err != nil {
+		return nil, fmt.Errorf("unpublished replies: %w", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]store.Message, 0, len(ids))
+	for _, id := range ids {
+		m, err := s.message(ctx, id)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, *m)
+	}
+	return out, nil
 }

@@ -14,6 +14,35 @@ var outboundTests = []contractTest{
 	{"ReplyRecordedOnceWithDelivery", testReplyRecordedOnce},
 	{"DeliveryNeverGoesBack", testDeliveryNeverGoesBack},
 	{"ReplyUnknownConversation", testReplyUnknownConversation},
+	{"UnpublishedUntilMarked", testUnpublished},
+}
+
+func testUnpublished(t *testing.T, b Backend) {
+	s, in := replyFixture(t, b)
+	ctx := context.Background()
+	m, _, err := s.RecordReply(ctx, store.Reply{ConversationID: in.Conversation.ID, Channel: message.SMS, ToKind: store.KindPhone,
+		ToValue: "+14155550100", Text: "hi", Key: "pub-1", Agent: "ann"})
+	if err != nil || m.PublishedAt != nil {
+		t.Fatalf("recorded reply: %v published %v", err, m.PublishedAt)
+	}
+	if got, err := s.Unpublished(ctx, epoch, 10); err != nil || len(got) != 0 {
+		t.Fatalf("Unpublished before the reply's time: %v, %v", got, err)
+	}
+	got, err := s.Unpublished(ctx, epoch.Add(time.Second), 10)
+	if err != nil || len(got) != 1 || got[0].ID != m.ID {
+		t.Fatalf("Unpublished: %v, %v", got, err)
+	}
+	if err := s.MarkPublished(ctx, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Unpublished(ctx, epoch.Add(time.Second), 10); len(got) != 0 {
+		t.Fatalf("a published reply is still listed: %v", got)
+	}
+	again, created, err := s.RecordReply(ctx, store.Reply{ConversationID: in.Conversation.ID, Channel: message.SMS, ToKind: store.KindPhone,
+		ToValue: "+14155550100", Text: "hi", Key: "pub-1", Agent: "ann"})
+	if err != nil || created || again.PublishedAt == nil {
+		t.Fatalf("the repeat does not show the reply published: %v created=%v", err, created)
+	}
 }
 
 // replyFixture records one inbound message and returns the store and its
