@@ -75,6 +75,9 @@ func (d *Desk) Next(ctx context.Context, a *Agent, wait time.Duration) (*View, e
 		case <-ctx.Done():
 			t.Stop()
 			return nil, nil
+		case <-d.stopping:
+			t.Stop()
+			return nil, nil
 		case <-changed:
 		case <-t.C:
 		}

@@ -71,7 +71,14 @@ type Desk struct {
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced when work may have arrived
+
+	stopOnce sync.Once
+	stopping chan struct{} // closed when the server shuts down
 }
+
+// Stop ends every long-poll at once (they answer "nothing waits"), so a
+// graceful shutdown does not wait out their waits.
+func (d *Desk) Stop() { d.stopOnce.Do(func() { close(d.stopping) }) }
 
 // New builds a Desk.
 func New(o Options) *Desk {
@@ -84,7 +91,7 @@ func New(o Options) *Desk {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics()
 	}
-	d := &Desk{o: o, agents: map[string]*Agent{}, log: o.Log, changed: make(chan struct{})}
+	d := &Desk{o: o, agents: map[string]*Agent{}, log: o.Log, changed: make(chan struct{}), stopping: make(chan struct{})}
 	for _, a := range o.Agents {
 		ag := &Agent{Name: a.Name, Admin: a.Role == config.RoleAdmin, Capacity: a.Capacity, Phone: a.Phone}
 		if len(a.Queues) > 0 {

@@ -388,3 +388,47 @@ func TestSLAEscalationReachesTheWebhook(t *testing.T) {
 		t.Fatalf("conversation after the ladder: %+v %v", c, err)
 	}
 }
+
+// Shutdown does not wait out a long-poll.
+func TestShutdownEndsLongPolls(t *testing.T) {
+	cfg := testConfig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sys, err := system.Start(ctx, system.Options{Config: cfg, Roles: system.RoleAll, Name: t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + sys.HTTPAddr()
+	done := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", base+"/v1/agent/next?wait=60s", nil)
+		req.Header.Set("Authorization", "Bearer "+agentToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- -1
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	// The poll's arrival shows only in the agent's presence; give its
+	// request a moment to reach the wait (what is tested is that it ends).
+	testbus.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		loads, err := sys.Store().AgentLoads(context.Background())
+		if err != nil || len(loads) == 0 {
+			return fmt.Errorf("agent not seen yet: %v", err)
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	if err := sys.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("shutdown took %s with a long-poll open", took)
+	}
+	if code := <-done; code != http.StatusNoContent {
+		t.Fatalf("the long-poll answered %d, want 204", code)
+	}
+}

@@ -80,8 +80,11 @@ type System struct {
 	store    store.Store
 	rules    *rules.Live
 	sla      slaClock
-	httpSrv  *http.Server
-	ln       net.Listener
+	// onShutdown runs when the HTTP server starts shutting down (ending
+	// long-polls).
+	onShutdown []func()
+	httpSrv    *http.Server
+	ln         net.Listener
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -173,6 +176,7 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 			MaxBody: 2*cfg.Store.Attachments.MaxSize.Int64() + 1<<20, Blobs: blobs, Log: log.Named("api")}
 		(&api.Admin{Rules: s.rules, Agents: agents, Log: log.Named("api")}).Register(mux)
 		if o.Roles&RoleAPI != 0 {
+			s.onShutdown = append(s.onShutdown, d.Stop)
 			agents.Register(mux)
 			mux.Handle("GET /console/", console.Handler())
 			mux.Handle("GET /{$}", http.RedirectHandler("/console/", http.StatusFound))
@@ -217,9 +221,13 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      60 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			ErrorLog:          zap.NewStdLog(log.Named("http")),
+			// Long enough for the longest long-poll of POST /v1/agent/next.
+			WriteTimeout: max(60*time.Second, cfg.Desk.MaxWait.D()+15*time.Second),
+			IdleTimeout:  2 * time.Minute,
+			ErrorLog:     zap.NewStdLog(log.Named("http")),
+		}
+		for _, f := range s.onShutdown {
+			s.httpSrv.RegisterOnShutdown(f)
 		}
 		s.run("http", func() error {
 			if err := s.httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
