@@ -42,7 +42,7 @@ type Agents struct {
 	Blobs interface {
 		Open(ref string) (io.ReadCloser, error)
 	}
-	Log     *zap.Logger
+	Log *zap.Logger
 
 	mu       sync.Mutex
 	lastSeen map[string]time.Time
