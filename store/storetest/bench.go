@@ -27,6 +27,64 @@ func Bench(b *testing.B, open func(b *testing.B) (store.Store, *sql.DB), rebind 
 			BenchRecord(b, st, routers, 256)
 		})
 	}
+	b.Run("agents=8/claim", func(b *testing.B) {
+		st, _ := open(b)
+		BenchClaim(b, st, 8)
+	})
+}
+
+// BenchClaim measures claims per second: b.N waiting conversations in
+// four queues at mixed urgencies, taken by `agents` agents at once, each
+// able to take two of the four queues (so the pick filters as it orders).
+func BenchClaim(b *testing.B, st store.Store, agents int) {
+	ctx := context.Background()
+	queues := []string{"payments", "refunds", "account", "security"}
+	for start := 0; start < b.N; start += 256 {
+		n := min(256, b.N-start)
+		in := make([]store.Inbound, n)
+		for i := range in {
+			k := int64(start + i)
+			m := benchInbound(k).Msg
+			m.ChannelMessageID = fmt.Sprintf("claim-bench-%d", k)
+			m.From.Address = fmt.Sprintf("claim-user-%d", k)
+			m.Channel = message.Telegram
+			in[i] = store.Inbound{Msg: m, Decision: store.Decision{Queue: queues[k%4], Urgency: message.Urgencies[k%3], Topic: queues[k%4]}}
+		}
+		if _, err := st.Record(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var claimed atomic.Int64
+	errs := make(chan error, agents)
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for a := range agents {
+		wg.Go(func() {
+			req := store.ClaimRequest{Agent: fmt.Sprintf("bench-agent-%d", a), Queues: []string{queues[a%4], queues[(a+1)%4]},
+				Capacity: b.N + 1, Lease: time.Minute}
+			for {
+				c, err := st.ClaimNext(ctx, req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if c == nil {
+					return
+				}
+				claimed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	if claimed.Load() != int64(b.N) {
+		b.Fatalf("claimed %d of %d", claimed.Load(), b.N)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "claims/s")
 }
 
 // BenchRecord measures messages recorded per second the way the routing
