@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 	"unicode"
@@ -63,7 +64,8 @@ type autoReplier struct {
 var _ router.AutoReplier = (*autoReplier)(nil)
 
 func (a *autoReplier) AutoReply(ctx context.Context, m *message.Message, template string, conversation int64) error {
-	lang := m.Language
+	// Templates are keyed by base language: zh-CN and zh-Hant read zh.
+	lang, _, _ := strings.Cut(strings.ToLower(m.Language), "-")
 	if lang == "" {
 		lang = "en"
 		for _, r := range m.Subject + m.Text {
