@@ -432,3 +432,42 @@ func TestShutdownEndsLongPolls(t *testing.T) {
 		t.Fatalf("the long-poll answered %d, want 204", code)
 	}
 }
+
+// The auto-reply goes out once, in the customer's language.
+func TestAutoReplyOnceInTheCustomersLanguage(t *testing.T) {
+	sys := start(t, shippedConfig(t), system.RoleAll)
+	base := "http://" + sys.HTTPAddr()
+	for _, id := range []string{"lost-1", "lost-2"} { // the second joins the same conversation
+		s, body, _ := do(t, "POST", base+"/v1/channels/app/messages", appToken, map[string]any{"message_id": id,
+			"user": map[string]string{"id": "u-lost"}, "text": "I lost my phone, please lock my wallet", "language": "zh-CN"})
+		if s != 202 {
+			t.Fatalf("post: %d %s", s, body)
+		}
+	}
+	var conv int64
+	testbus.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		w, err := sys.Store().Waiting(context.Background(), store.QueueFilter{})
+		if err != nil || len(w) != 1 {
+			return fmt.Errorf("waiting %d, %v", len(w), err)
+		}
+		msgs, _ := sys.Store().Messages(context.Background(), w[0].ID)
+		if len(msgs) != 3 {
+			return fmt.Errorf("%d messages", len(msgs))
+		}
+		conv = w[0].ID
+		return nil
+	})
+	msgs, _ := sys.Store().Messages(context.Background(), conv)
+	autos := 0
+	for _, m := range msgs {
+		if m.Auto {
+			autos++
+			if !strings.Contains(m.Text, "冻结账户") || m.Author != "inroute" {
+				t.Fatalf("auto-reply %q by %s; want the Chinese security template", m.Text, m.Author)
+			}
+		}
+	}
+	if autos != 1 {
+		t.Fatalf("%d auto-replies, want 1", autos)
+	}
+}
