@@ -211,12 +211,22 @@ func (a *Agents) search(w http.ResponseWriter, r *http.Request) {
 	}
 	ag := agentOf(r)
 	visible := make([]store.Conversation, 0, len(convs))
+	seen := map[int64]bool{}
 	for _, c := range convs {
 		if ag.Admin || c.Assignee == ag.Name || ag.Takes(c.Queue) {
 			visible = append(visible, c)
+			seen[c.ContactID], seen[c.CustomerID] = true, true
 		}
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"contacts": contacts, "conversations": visible})
+	// A customer is shown only with a conversation the agent may see:
+	// identities are personal data, not a directory.
+	shown := make([]store.Contact, 0, len(contacts))
+	for _, c := range contacts {
+		if ag.Admin || seen[c.ID] || (c.MergedInto != 0 && seen[c.MergedInto]) {
+			shown = append(shown, c)
+		}
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{"contacts": shown, "conversations": visible})
 }
 
 func (a *Agents) show(w http.ResponseWriter, r *http.Request) {

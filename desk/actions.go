@@ -217,6 +217,11 @@ func (d *Desk) Reply(ctx context.Context, a *Agent, id int64, r ReplyRequest) (*
 	}
 	req := outbox.Request{ConversationID: id, Channel: r.Channel, Text: r.Text, HTML: r.HTML,
 		Key: a.Name + ":" + r.Key, Agent: a.Name}
+	if !a.Admin {
+		// Checked again where the reply is recorded: a lease that lapsed
+		// and a colleague who claimed meanwhile win over this reply.
+		req.IfHolder = a.Name
+	}
 	if r.To.Value != "" || r.Channel != "" {
 		kind, value, ch, err := d.recipient(ctx, c, r)
 		if err != nil {
@@ -245,8 +250,8 @@ func (d *Desk) Reply(ctx context.Context, a *Agent, id int64, r ReplyRequest) (*
 		// An admin answering a waiting conversation takes it: the customer
 		// is being helped, and nobody else should pull it now.
 		if _, err := d.o.Store.MoveConversation(ctx, id, store.Move{Agent: a.Name, Actor: a.Name, Event: store.EventClaimed,
-			Data: map[string]any{"agent": a.Name, "by_reply": true}}); err != nil {
-			return nil, false, err
+			IfStatus: []store.Status{store.StatusQueued}, Data: map[string]any{"agent": a.Name, "by_reply": true}}); err != nil {
+			return nil, false, err // taken by an agent a moment ago: 409, look again
 		}
 		if d.o.Mirror != nil {
 			_ = d.o.Mirror.Remove(ctx, c)
@@ -391,7 +396,8 @@ func (d *Desk) Reopen(ctx context.Context, a *Agent, id int64) (*View, error) {
 	if !(a.Admin || c.Assignee == a.Name || a.Takes(c.Queue)) {
 		return nil, fmt.Errorf("conversation %d is not yours to reopen: %w", id, ErrForbidden)
 	}
-	c, err = d.o.Store.MoveConversation(ctx, id, store.Move{Requeue: true, Actor: a.Name, Event: store.EventReopened})
+	c, err = d.o.Store.MoveConversation(ctx, id, store.Move{Requeue: true, Actor: a.Name, Event: store.EventReopened,
+		IfStatus: []store.Status{store.StatusResolved}})
 	if err != nil {
 		return nil, err
 	}
@@ -405,19 +411,13 @@ func (d *Desk) Resolve(ctx context.Context, a *Agent, id int64) (*View, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := d.mayAct(a, c); err != nil {
-		return nil, err
-	}
 	if c.Status == store.StatusResolved {
+		if err := d.maySee(a, c); err != nil {
+			return nil, err
+		}
 		return d.view(ctx, c)
 	}
-	if err := d.o.Store.SetStatus(ctx, id, store.StatusResolved, a.Name); err != nil {
-		return nil, err
-	}
-	if d.o.Mirror != nil && c.Status == store.StatusQueued {
-		_ = d.o.Mirror.Remove(ctx, c)
-	}
-	return d.Show(ctx, &Agent{Name: a.Name, Admin: true}, id)
+	return d.move(ctx, a, id, store.Move{Resolve: true, Actor: a.Name, Event: store.EventResolved})
 }
 
 // Renew extends the agent's lease.

@@ -95,7 +95,7 @@ func (d *Desk) Board(ctx context.Context) (*Board, error) {
 		qv.Waiting += s.Waiting
 		qv.OldestSeconds = max(qv.OldestSeconds, age)
 	}
-	risky, err := d.o.Store.Due(ctx, now.Add(riskHorizon), 200)
+	risky, err := d.o.Store.Due(ctx, now.Add(riskHorizon), 200, -1)
 	if err != nil {
 		return nil, err
 	}

@@ -477,3 +477,51 @@ func TestReplyPublishedAfterTheBusComesBack(t *testing.T) {
 		t.Fatalf("swept reply = %+v, %v", out, err)
 	}
 }
+
+// A retry keeps its reply even after the customer wrote on another
+// channel; a reply from an agent who lost the conversation is refused.
+func TestReplyKeyAndHolderAreCheckedWhereRecorded(t *testing.T) {
+	f := newFixture(t)
+	id := f.route(message.SMS, "+8613900000005", "payment failed", "payments", message.High)
+	f.next("ann")
+	first, _, err := f.d.Reply(f.ctx, f.agent("ann"), id, desk.ReplyRequest{Text: "on it", Key: "same"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again := f.route(message.Voice, "+8613900000005", "payment failed", "payments", message.High); again != id {
+		t.Fatalf("the call started conversation %d, not %d", again, id)
+	}
+	retry, created, err := f.d.Reply(f.ctx, f.agent("ann"), id, desk.ReplyRequest{Text: "on it", Key: "same"})
+	if err != nil || created || retry.ID != first.ID || retry.Channel != message.SMS {
+		t.Fatalf("retry after a call: %v created=%v %s on %s", err, created, retry.ID, retry.Channel)
+	}
+	if n := outboundCount(t, f.b, message.SMS) + outboundCount(t, f.b, message.Voice); n != 1 {
+		t.Fatalf("%d replies published, want 1", n)
+	}
+
+	// Bob's claim after Ann's lapsed lease is not undone by Ann.
+	id2 := f.route(message.App, "u-lapse", "payment failed", "payments", message.High)
+	if idOf(f.next("ann")) != id2 {
+		t.Fatal("ann did not get the second one")
+	}
+	f.clock.Advance(10 * time.Minute)
+	f.d.Check(f.ctx)
+	if idOf(f.next("root")) != id2 {
+		t.Fatal("root did not get the lapsed one")
+	}
+	if _, _, err := f.d.Reply(f.ctx, f.agent("ann"), id2, desk.ReplyRequest{Text: "late", Key: "late"}); !errors.Is(err, desk.ErrForbidden) {
+		t.Fatalf("a reply from the lapsed agent: %v", err)
+	}
+	if _, err := f.d.Resolve(f.ctx, f.agent("ann"), id2); !errors.Is(err, desk.ErrForbidden) {
+		t.Fatalf("a resolve from the lapsed agent: %v", err)
+	}
+	c, _ := f.st.Conversation(f.ctx, id2)
+	if c.Assignee != "root" || c.LeaseUntil == nil || c.Status != store.StatusAssigned {
+		t.Fatalf("root's claim after the late reply: %s %q lease %v", c.Status, c.Assignee, c.LeaseUntil)
+	}
+	// And where the check races the write, the store refuses it.
+	if _, _, err := f.st.RecordReply(f.ctx, store.Reply{ConversationID: id2, Channel: message.App, ToKind: store.KindApp,
+		ToValue: "wallet/u-lapse", Text: "late", Key: "race", Agent: "ann", IfHolder: "ann"}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("RecordReply for a former holder: %v", err)
+	}
+}

@@ -94,70 +94,80 @@ func (d *Desk) expireLeases(ctx context.Context) error {
 
 func (d *Desk) checkSLA(ctx context.Context) error {
 	now := d.o.Now()
-	due, err := d.o.Store.Due(ctx, now, 500)
+	ladder := d.ladder()
+	due, err := d.o.Store.Due(ctx, now, 500, len(ladder))
 	if err != nil {
 		return err
 	}
-	var ladder = d.ladder()
+	var errs []error
 	for i := range due {
-		c := due[i]
-		target, kind := *c.Due(), string(store.FirstResponse)
-		if c.FirstResponseDue == nil {
-			kind = string(store.NextResponse)
+		// One conversation that fails to escalate must not stop the rest.
+		if err := d.escalate(ctx, now, ladder, due[i]); err != nil {
+			errs = append(errs, fmt.Errorf("conversation %d: %w", due[i].ID, err))
 		}
-		ev := SLAEvent{V: 1, ConversationID: c.ID, Target: kind, Due: target.UTC(), At: now.UTC()}
-		if c.SLABreachedAt == nil {
-			ok, err := d.o.Store.Escalate(ctx, store.Escalation{ConversationID: c.ID, FromStep: -1,
-				Data: map[string]any{"target": kind, "due": target.UTC()}})
-			if err != nil {
-				return err
-			}
-			if !ok {
-				continue
-			}
-			d.o.Metrics.SLABreaches.WithLabelValues(c.Queue).Inc()
-			d.log.Info("response target missed", zap.Int64("conversation", c.ID), zap.String("queue", c.Queue),
-				zap.String("target", kind), zap.Time("due", target))
-			ev.Kind, ev.Step = "breached", 0
-			d.notify(ctx, &c, ev)
-			c.SLAStep = 0
+	}
+	return errors.Join(errs...)
+}
+
+// escalate records c's missed target and takes the ladder's steps that
+// are due.
+func (d *Desk) escalate(ctx context.Context, now time.Time, ladder []step, c store.Conversation) error {
+	target, kind := *c.Due(), string(store.FirstResponse)
+	if c.FirstResponseDue == nil {
+		kind = string(store.NextResponse)
+	}
+	ev := SLAEvent{V: 1, ConversationID: c.ID, Target: kind, Due: target.UTC(), At: now.UTC()}
+	if c.SLABreachedAt == nil {
+		ok, err := d.o.Store.Escalate(ctx, store.Escalation{ConversationID: c.ID, FromStep: -1,
+			Data: map[string]any{"target": kind, "due": target.UTC()}})
+		if err != nil {
+			return err
 		}
-		for step := c.SLAStep; step < len(ladder); step++ {
-			st := ladder[step]
-			if target.Add(st.After.D()).After(now) {
-				break
-			}
-			u := c.Urgency.Raise(st.Raise)
-			if st.Urgency != "" {
-				u = u.Max(message.Urgency(st.Urgency))
-			}
-			ok, err := d.o.Store.Escalate(ctx, store.Escalation{ConversationID: c.ID, FromStep: step, Urgency: u, Queue: st.MoveTo,
-				Data: map[string]any{"target": kind}})
-			if err != nil {
-				return err
-			}
-			if !ok {
-				break
-			}
-			d.o.Metrics.Escalations.WithLabelValues(c.Queue).Inc()
-			after, err := d.o.Store.Conversation(ctx, c.ID)
-			if err != nil {
-				return err
-			}
-			if after.Status == store.StatusQueued && (after.Queue != c.Queue || after.Urgency != c.Urgency) {
-				if d.o.Mirror != nil {
-					_ = d.o.Mirror.Remove(ctx, &c)
-				}
-				d.requeued(ctx, after)
-			}
-			d.log.Info("escalated", zap.Int64("conversation", c.ID), zap.Int("step", step+1),
-				zap.String("urgency", string(after.Urgency)), zap.String("queue", after.Queue))
-			if st.Notify {
-				ev.Kind, ev.Step = "escalated", step+1
-				d.notify(ctx, after, ev)
-			}
-			c = *after
+		if !ok {
+			return nil // recorded by another process
 		}
+		d.o.Metrics.SLABreaches.WithLabelValues(c.Queue).Inc()
+		d.log.Info("response target missed", zap.Int64("conversation", c.ID), zap.String("queue", c.Queue),
+			zap.String("target", kind), zap.Time("due", target))
+		ev.Kind, ev.Step = "breached", 0
+		d.notify(ctx, &c, ev)
+		c.SLAStep = 0
+	}
+	for step := c.SLAStep; step < len(ladder); step++ {
+		st := ladder[step]
+		if target.Add(st.After.D()).After(now) {
+			break
+		}
+		u := c.Urgency.Raise(st.Raise)
+		if st.Urgency != "" {
+			u = u.Max(message.Urgency(st.Urgency))
+		}
+		ok, err := d.o.Store.Escalate(ctx, store.Escalation{ConversationID: c.ID, FromStep: step, Urgency: u, Queue: st.MoveTo,
+			Data: map[string]any{"target": kind}})
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		d.o.Metrics.Escalations.WithLabelValues(c.Queue).Inc()
+		after, err := d.o.Store.Conversation(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		if after.Status == store.StatusQueued && (after.Queue != c.Queue || after.Urgency != c.Urgency) {
+			if d.o.Mirror != nil {
+				_ = d.o.Mirror.Remove(ctx, &c)
+			}
+			d.requeued(ctx, after)
+		}
+		d.log.Info("escalated", zap.Int64("conversation", c.ID), zap.Int("step", step+1),
+			zap.String("urgency", string(after.Urgency)), zap.String("queue", after.Queue))
+		if st.Notify {
+			ev.Kind, ev.Step = "escalated", step+1
+			d.notify(ctx, after, ev)
+		}
+		c = *after
 	}
 	return nil
 }

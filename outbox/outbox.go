@@ -8,6 +8,7 @@ package outbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -21,6 +22,7 @@ import (
 // Store is what sending needs from the store.
 type Store interface {
 	RecordReply(ctx context.Context, r store.Reply) (*store.Message, bool, error)
+	ReplyByKey(ctx context.Context, key string) (*store.Message, error)
 	MarkPublished(ctx context.Context, messageID string) error
 	Unpublished(ctx context.Context, t time.Time, limit int) ([]store.Message, error)
 	LatestInbound(ctx context.Context, conversationID int64) (*store.Message, error)
@@ -53,12 +55,28 @@ type Request struct {
 	Key            string
 	Agent          string
 	Auto           bool
+	// IfHolder records the reply only while this agent holds the
+	// conversation (store.ErrConflict otherwise).
+	IfHolder string
 }
 
 // Send records the reply (once per key), then publishes it. A repeat of
 // a key whose reply was never published publishes it now; one already
 // published is returned as it is.
 func (o *Outbox) Send(ctx context.Context, r Request) (*store.Message, bool, error) {
+	// A repeat is the reply as it was first made, before any default is
+	// chosen again: the customer may have written on another channel since.
+	if m, err := o.Store.ReplyByKey(ctx, r.Key); err == nil {
+		if m.ConversationID != r.ConversationID {
+			return nil, false, fmt.Errorf("idempotency key %q was used for conversation %d: %w", r.Key, m.ConversationID, store.ErrConflict)
+		}
+		if m.PublishedAt == nil {
+			return m, false, o.Publish(ctx, m)
+		}
+		return m, false, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, false, err
+	}
 	latest, err := o.Store.LatestInbound(ctx, r.ConversationID)
 	if err != nil {
 		return nil, false, err
@@ -78,7 +96,7 @@ func (o *Outbox) Send(ctx context.Context, r Request) (*store.Message, bool, err
 	}
 	reply := store.Reply{
 		ConversationID: r.ConversationID, Channel: r.Channel, ToKind: r.ToKind, ToValue: r.ToValue,
-		Text: r.Text, HTML: r.HTML, Attachments: r.Attachments, Key: r.Key, Agent: r.Agent, Auto: r.Auto,
+		Text: r.Text, HTML: r.HTML, Attachments: r.Attachments, Key: r.Key, Agent: r.Agent, Auto: r.Auto, IfHolder: r.IfHolder,
 	}
 	if r.Channel == message.Email {
 		// Answer the customer's latest mail so the reply threads under it,
@@ -159,13 +177,16 @@ func (o *Outbox) Sweep(ctx context.Context, now time.Time, age time.Duration) (i
 		return 0, err
 	}
 	n := 0
+	var errs []error
 	for i := range pending {
+		// One reply that cannot go out must not hold up the others.
 		if err := o.Publish(ctx, &pending[i]); err != nil {
-			return n, err
+			errs = append(errs, err)
+			continue
 		}
 		n++
 	}
-	return n, nil
+	return n, errors.Join(errs...)
 }
 
 func (o *Outbox) phone(agent string) string {
@@ -176,7 +197,7 @@ func (o *Outbox) phone(agent string) string {
 }
 
 // ErrNoAgentPhone means a call-back was asked of an agent without a phone.
-var ErrNoAgentPhone = fmt.Errorf("no agent phone")
+var ErrNoAgentPhone = errors.New("no agent phone")
 
 // address is the channel address of an identity.
 func address(kind, value string) string {

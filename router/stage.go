@@ -191,7 +191,7 @@ func (s *Stage) route(batch []jetstream.Msg) {
 	for i, w := range work {
 		r := results[i]
 		c := r.Conversation
-		if w.d.AutoReply != "" && !r.Joined && s.opt.AutoReply != nil {
+		if w.d.AutoReply != "" && r.Started && s.opt.AutoReply != nil {
 			// Before the ack: a failure here redelivers the message, and
 			// the reply's key (one per conversation) keeps it to one.
 			if err := s.opt.AutoReply.AutoReply(ctx, w.m, w.d.AutoReply, c.ID); err != nil {

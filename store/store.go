@@ -238,6 +238,9 @@ type Result struct {
 	Duplicate bool
 	// Joined: the message continued an existing conversation.
 	Joined bool
+	// Started: the message started its conversation (also reported for a
+	// Duplicate, so a redelivery is treated as the first delivery was).
+	Started bool
 	// Reopened: it continued a resolved conversation and reopened it.
 	Reopened bool
 	// Previous is the conversation's queue and urgency before this message
@@ -266,6 +269,10 @@ type Reply struct {
 	Agent string
 	// Auto marks an auto-reply.
 	Auto bool
+	// IfHolder, if set, records the reply only while this agent holds
+	// the conversation (ErrConflict otherwise): a reply from an agent
+	// whose lease lapsed and who lost the conversation is refused.
+	IfHolder string
 }
 
 // ClaimRequest asks for the next conversation for an agent.
@@ -292,6 +299,11 @@ type Move struct {
 	// IfHolder makes the move conditional: it fails with ErrConflict
 	// unless this agent holds the conversation.
 	IfHolder string
+	// IfStatus, if set, makes it conditional on the status being one of
+	// these (ErrConflict otherwise), checked in the same transaction.
+	IfStatus []Status
+	// Resolve closes the conversation (with Requeue and Agent unset).
+	Resolve bool
 	// Event is the kind logged; Actor who did it; Data any detail.
 	Event string
 	Actor string
@@ -408,6 +420,9 @@ type Store interface {
 	// same Key again returns the first copy with created false, so a
 	// retried API call never makes a second reply.
 	RecordReply(ctx context.Context, r Reply) (msg *Message, created bool, err error)
+	// ReplyByKey finds the reply recorded with an idempotency key;
+	// ErrNotFound if there is none.
+	ReplyByKey(ctx context.Context, key string) (*Message, error)
 	// MarkPublished records that a reply was published for its connector.
 	MarkPublished(ctx context.Context, messageID string) error
 	// Unpublished lists replies recorded before t and never published,
@@ -437,8 +452,10 @@ type Store interface {
 	// QueueStats counts waiting conversations per queue and urgency.
 	QueueStats(ctx context.Context) ([]QueueStat, error)
 	// Due lists open conversations whose response target is before t,
-	// most overdue first.
-	Due(ctx context.Context, t time.Time, limit int) ([]Conversation, error)
+	// most overdue first. With steps >= 0 it leaves out those whose miss
+	// is recorded and who took steps escalation steps already: nothing is
+	// left to do for them, and they must not crowd out newer misses.
+	Due(ctx context.Context, t time.Time, limit, steps int) ([]Conversation, error)
 	// Escalate records an SLA breach or escalation step; false if another
 	// process recorded it first.
 	Escalate(ctx context.Context, e Escalation) (bool, error)

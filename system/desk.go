@@ -64,6 +64,11 @@ type autoReplier struct {
 var _ router.AutoReplier = (*autoReplier)(nil)
 
 func (a *autoReplier) AutoReply(ctx context.Context, m *message.Message, template string, conversation int64) error {
+	if m.Channel == message.Voice {
+		// A call cannot be answered with text: the voice connector greets
+		// the caller, and an agent calls back.
+		return nil
+	}
 	// Templates are keyed by base language: zh-CN and zh-Hant read zh.
 	lang, _, _ := strings.Cut(strings.ToLower(m.Language), "-")
 	if lang == "" {

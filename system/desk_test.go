@@ -14,6 +14,7 @@ import (
 
 	"github.com/inroute/inroute/bus/testbus"
 	"github.com/inroute/inroute/config"
+	"github.com/inroute/inroute/connectors"
 	"github.com/inroute/inroute/desk"
 	"github.com/inroute/inroute/message"
 	"github.com/inroute/inroute/store"
@@ -227,6 +228,12 @@ func TestAgentWorkflowOverHTTP(t *testing.T) {
 	waitWaiting(t, sys, 1)
 	if s, data, _ := do(t, "POST", base+"/v1/agent/next", paysToken, nil); s != 409 || !strings.Contains(string(data), "at_capacity") {
 		t.Fatalf("pat over capacity: %d %s", s, data)
+	}
+	// Pat (payments only) finds neither the security conversation nor
+	// its customer.
+	s, data, _ = do(t, "GET", base+"/v1/conversations?contact=wallet/u-stolen", paysToken, nil)
+	if s != 200 || strings.Contains(string(data), "u-stolen") {
+		t.Fatalf("pat's search shows a security customer: %d %s", s, data)
 	}
 	// Search by the customer's id finds the conversation.
 	s, data, _ = do(t, "GET", base+"/v1/conversations?contact=wallet/u-stolen", adminToken, nil)
@@ -469,5 +476,23 @@ func TestAutoReplyOnceInTheCustomersLanguage(t *testing.T) {
 	}
 	if autos != 1 {
 		t.Fatalf("%d auto-replies, want 1", autos)
+	}
+}
+
+// A call cannot take a text auto-reply: the security call is routed, and
+// nothing is sent.
+func TestNoAutoReplyOnACall(t *testing.T) {
+	sys := start(t, shippedConfig(t), system.RoleAll)
+	pub := &connectors.Inbound{Bus: sys.Bus()}
+	call := &message.Message{V: 1, ID: message.NewID(), Channel: message.Voice, ChannelMessageID: "CA-stolen",
+		ReceivedAt: time.Now().UTC(), From: message.Party{Address: "+8613900000077"}, Text: "someone stole money from my account"}
+	if _, _, err := pub.Publish(context.Background(), call); err != nil {
+		t.Fatal(err)
+	}
+	waitWaiting(t, sys, 1)
+	w, _ := sys.Store().Waiting(context.Background(), store.QueueFilter{})
+	msgs, _ := sys.Store().Messages(context.Background(), w[0].ID)
+	if w[0].Queue != "security" || len(msgs) != 1 {
+		t.Fatalf("call routed to %s with %d messages; want security and no auto-reply", w[0].Queue, len(msgs))
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/inroute/inroute/message"
@@ -184,6 +185,9 @@ func (s *Store) MoveConversation(ctx context.Context, id int64, m store.Move) (*
 		if m.IfHolder != "" && (!held || c.Assignee != m.IfHolder) {
 			return fmt.Errorf("conversation %d is not held by %s: %w", id, m.IfHolder, store.ErrConflict)
 		}
+		if m.IfStatus != nil && !slices.Contains(m.IfStatus, c.Status) {
+			return fmt.Errorf("conversation %d is %s now: %w", id, c.Status, store.ErrConflict)
+		}
 		now := s.o.Now()
 		if m.Queue != "" {
 			c.Queue = m.Queue
@@ -191,7 +195,13 @@ func (s *Store) MoveConversation(ctx context.Context, id int64, m store.Move) (*
 		if m.Urgency != "" {
 			c.Urgency = m.Urgency
 		}
+		clearSLA := false
 		switch {
+		case m.Resolve:
+			if c.Status != store.StatusResolved {
+				c.Status, c.ResolvedAt, c.LeaseUntil = store.StatusResolved, &now, nil
+				clearSLA = true
+			}
 		case m.Requeue:
 			if c.Status == store.StatusResolved {
 				c.ResolvedAt, c.QueuedAt = nil, now
@@ -208,6 +218,13 @@ func (s *Store) MoveConversation(ctx context.Context, id int64, m store.Move) (*
 			string(c.Status), c.Queue, string(c.Urgency), c.Urgency.Rank(), c.Assignee, nullUS(c.LeaseUntil), nullUS(c.ResolvedAt),
 			us(c.QueuedAt), us(now), id); err != nil {
 			return fmt.Errorf("move conversation %d: %w", id, err)
+		}
+		if clearSLA {
+			// A resolved conversation waits for nobody: no target runs.
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE conversations SET first_response_due = NULL, next_response_due = NULL,
+				sla_step = 0, sla_breached_at = NULL WHERE id = ?`), id); err != nil {
+				return fmt.Errorf("resolve conversation %d: %w", id, err)
+			}
 		}
 		kind := m.Event
 		if kind == "" {
@@ -297,13 +314,19 @@ func (s *Store) QueueStats(ctx context.Context) ([]store.QueueStat, error) {
 }
 
 // Due implements store.Store.
-func (s *Store) Due(ctx context.Context, t time.Time, limit int) ([]store.Conversation, error) {
+func (s *Store) Due(ctx context.Context, t time.Time, limit, steps int) ([]store.Conversation, error) {
 	if limit <= 0 {
 		limit = 100
 	}
+	done := ``
+	args := []any{us(t), us(t)}
+	if steps >= 0 {
+		done = ` AND (sla_breached_at IS NULL OR sla_step < ?)`
+		args = append(args, steps)
+	}
 	out, err := s.conversations(ctx, `SELECT `+convCols+` FROM conversations WHERE status <> 'resolved'
-		AND (first_response_due <= ? OR (first_response_due IS NULL AND next_response_due <= ?))
-		ORDER BY COALESCE(first_response_due, next_response_due), id LIMIT ?`, us(t), us(t), limit)
+		AND (first_response_due <= ? OR (first_response_due IS NULL AND next_response_due <= ?))`+done+`
+		ORDER BY COALESCE(first_response_due, next_response_due), id LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("due conversations: %w", err)
 	}

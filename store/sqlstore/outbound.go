@@ -25,13 +25,18 @@ func (s *Store) RecordReply(ctx context.Context, r store.Reply) (*store.Message,
 	var created bool
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
 		created = false
-		c, err := s.conversation(ctx, tx, r.ConversationID)
+		c, err := scanConv(tx.QueryRowContext(ctx, s.q(`SELECT `+convCols+` FROM conversations WHERE id = ?`+s.d.ForUpdate), r.ConversationID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("conversation %d: %w", r.ConversationID, store.ErrNotFound)
+		}
 		if err != nil {
 			return err
 		}
+		// The key names the reply whatever channel it went on: a retry
+		// after the customer wrote on another channel is still a repeat.
 		key := "reply:" + r.Key
 		var other int64
-		err = tx.QueryRowContext(ctx, s.q(`SELECT id, conversation_id FROM messages WHERE channel_message_id = ? AND channel = ?`), key, string(r.Channel)).Scan(&id, &other)
+		err = tx.QueryRowContext(ctx, s.q(`SELECT id, conversation_id FROM messages WHERE channel_message_id = ? AND direction = 'out'`), key).Scan(&id, &other)
 		if err == nil {
 			if other != c.ID {
 				return fmt.Errorf("idempotency key %q was used for conversation %d: %w", r.Key, other, store.ErrConflict)
@@ -40,6 +45,9 @@ func (s *Store) RecordReply(ctx context.Context, r store.Reply) (*store.Message,
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
+		}
+		if r.IfHolder != "" && (c.Assignee != r.IfHolder || (c.Status != store.StatusAssigned && c.Status != store.StatusWaiting)) {
+			return fmt.Errorf("conversation %d is no longer held by %s: %w", c.ID, r.IfHolder, store.ErrConflict)
 		}
 		id = message.NewID()
 		now := us(s.o.Now())
@@ -178,4 +186,17 @@ func (s *Store) Unpublished(ctx context.Context, t time.Time, limit int) ([]stor
 		out = append(out, *m)
 	}
 	return out, nil
+}
+
+// ReplyByKey implements store.Store.
+func (s *Store) ReplyByKey(ctx context.Context, key string) (*store.Message, error) {
+	var id string
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT id FROM messages WHERE channel_message_id = ? AND direction = 'out'`), "reply:"+key).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("reply with key %q: %w", key, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.message(ctx, id)
 }

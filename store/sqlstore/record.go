@@ -217,7 +217,7 @@ func (b *batch) run(in []store.Inbound) ([]store.Result, error) {
 					return nil, err
 				}
 			}
-			out[i] = store.Result{MessageID: e.id, Conversation: *c}
+			out[i] = store.Result{MessageID: e.id, Conversation: *c, Started: e.threading == threadNew}
 		}
 		out[i].Duplicate, out[i].Joined, out[i].Reopened, out[i].Threading = true, false, false, "already recorded"
 	}
@@ -225,8 +225,9 @@ func (b *batch) run(in []store.Inbound) ([]store.Result, error) {
 }
 
 type existingMsg struct {
-	id   string
-	conv int64
+	id        string
+	conv      int64
+	threading string
 }
 
 // findExisting finds which messages of the batch are already stored. It
@@ -243,10 +244,10 @@ func (b *batch) findExisting(in []store.Inbound) (map[identKey]existingMsg, erro
 		}
 	}
 	found := map[identKey]existingMsg{}
-	err := b.eachChunk(ids, `SELECT channel, channel_message_id, id, conversation_id FROM messages WHERE channel_message_id IN `, func(rows *sql.Rows) error {
+	err := b.eachChunk(ids, `SELECT channel, channel_message_id, id, conversation_id, threading FROM messages WHERE channel_message_id IN `, func(rows *sql.Rows) error {
 		var k identKey
 		var e existingMsg
-		if err := rows.Scan(&k.kind, &k.value, &e.id, &e.conv); err != nil {
+		if err := rows.Scan(&k.kind, &k.value, &e.id, &e.conv, &e.threading); err != nil {
 			return err
 		}
 		if want[k] {
@@ -562,6 +563,7 @@ func (b *batch) place(w *work, n int) (store.Result, error) {
 	res := store.Result{MessageID: m.ID, Threading: how}
 	kind := store.EventRouted
 	if conv == nil {
+		res.Started = true
 		id, err := b.alloc("conversations", n)
 		if err != nil {
 			return res, err
@@ -666,8 +668,11 @@ func (b *batch) thread(m *message.Message, customer int64, d store.Decision) (*s
 	if best != nil {
 		return best, fmt.Sprintf("joined conversation %d: the customer's open conversation about %q (started on %s)", best.ID, d.Topic, best.Channel)
 	}
-	return nil, "new conversation"
+	return nil, threadNew
 }
+
+// threadNew is the threading of a message that starts a conversation.
+const threadNew = "new conversation"
 
 // join updates c for a new customer message: the higher urgency wins, a
 // resolved conversation reopens, one waiting on the customer goes back to

@@ -21,6 +21,25 @@ var deskTests = []contractTest{
 	{"MoveTransfersReleasesReopens", testMoveConversation},
 	{"SLADeadlinesAndEscalation", testSLA},
 	{"QueueStatsAndAgentLoads", testStatsAndLoads},
+	{"RedeliveryKeepsStarted", testRedeliveryKeepsStarted},
+}
+
+// A redelivered message reports whether it started its conversation, as
+// its first delivery did: the router sends auto-replies by it.
+func testRedeliveryKeepsStarted(t *testing.T, b Backend) {
+	e := newEnv(t, b)
+	user := newUser()
+	m1, m2 := e.msg(message.Telegram, user), e.msg(message.Telegram, user)
+	r1 := e.rec(m1, dec("support", "fee", message.Normal))
+	r2 := e.rec(m2, dec("support", "fee", message.Normal))
+	if !r1.Started || r2.Started || !r2.Joined {
+		t.Fatalf("first deliveries: started %v and %v (joined %v); want true and false", r1.Started, r2.Started, r2.Joined)
+	}
+	d1 := e.rec(m1, dec("support", "fee", message.Normal))
+	d2 := e.rec(m2, dec("support", "fee", message.Normal))
+	if !d1.Duplicate || !d2.Duplicate || !d1.Started || d2.Started {
+		t.Fatalf("redeliveries: started %v and %v; want true and false", d1.Started, d2.Started)
+	}
 }
 
 const lease = 5 * time.Minute
@@ -241,7 +260,19 @@ func testMoveConversation(t *testing.T, b Backend) {
 	if err != nil || c.Status != store.StatusAssigned || c.Assignee != "bob" || c.LeaseUntil != nil || c.Urgency != message.Urgent {
 		t.Fatalf("transfer to bob as urgent: %+v, %v", c, err)
 	}
-	e.resolve(id)
+	if _, err := e.s.MoveConversation(e.ctx, id, store.Move{Agent: "ann", Actor: "admin", IfStatus: []store.Status{store.StatusQueued}}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a take-over conditional on queued, of an assigned conversation: %v", err)
+	}
+	if _, err := e.s.MoveConversation(e.ctx, id, store.Move{Resolve: true, IfHolder: "ann", Actor: "ann"}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a resolve by a former holder: %v", err)
+	}
+	if _, err := e.s.MoveConversation(e.ctx, id, store.Move{Requeue: true, IfStatus: []store.Status{store.StatusResolved}}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a reopen of a conversation that is not resolved: %v", err)
+	}
+	c, err = e.s.MoveConversation(e.ctx, id, store.Move{Resolve: true, IfHolder: "bob", Actor: "bob", Event: store.EventResolved})
+	if err != nil || c.Status != store.StatusResolved || c.ResolvedAt == nil || c.Due() != nil {
+		t.Fatalf("resolve by the holder: %+v, %v", c, err)
+	}
 	if _, err := e.s.MoveConversation(e.ctx, id, store.Move{Agent: "ann", Actor: "admin"}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("assigning a resolved conversation: %v; want ErrConflict", err)
 	}
@@ -281,11 +312,11 @@ func testSLA(t *testing.T, b Backend) {
 	if c.FirstResponseDue == nil || !c.FirstResponseDue.Equal(start.Add(10*time.Minute)) || c.NextResponseDue != nil {
 		t.Fatalf("new conversation dues: first %v next %v", c.FirstResponseDue, c.NextResponseDue)
 	}
-	if due, _ := e.s.Due(e.ctx, start.Add(9*time.Minute), 10); len(due) != 0 {
+	if due, _ := e.s.Due(e.ctx, start.Add(9*time.Minute), 10, -1); len(due) != 0 {
 		t.Fatalf("due before the target: %v", due)
 	}
 	e.clock.Advance(11 * time.Minute)
-	due, err := e.s.Due(e.ctx, e.clock.Now(), 10)
+	due, err := e.s.Due(e.ctx, e.clock.Now(), 10, -1)
 	if err != nil || len(due) != 1 || due[0].ID != id {
 		t.Fatalf("Due after the target: %v, %v", due, err)
 	}
@@ -301,6 +332,12 @@ func testSLA(t *testing.T, b Backend) {
 	}
 	if ok, _ := e.s.Escalate(e.ctx, store.Escalation{ConversationID: id, FromStep: 0, Urgency: message.Urgent}); ok {
 		t.Fatal("step 1 applied twice")
+	}
+	if due, _ := e.s.Due(e.ctx, e.clock.Now(), 10, 1); len(due) != 0 {
+		t.Fatalf("Due lists a conversation with every step taken: %v", due)
+	}
+	if due, _ := e.s.Due(e.ctx, e.clock.Now(), 10, 2); len(due) != 1 {
+		t.Fatalf("Due leaves out a conversation with a step to go: %v", due)
 	}
 	c = e.conv(id)
 	if c.SLABreachedAt == nil || c.SLAStep != 1 || c.Urgency != message.Urgent || c.Queue != "supervisors" {
