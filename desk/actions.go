@@ -244,7 +244,7 @@ func (d *Desk) Reply(ctx context.Context, a *Agent, id int64, r ReplyRequest) (*
 		if err != nil {
 			return nil, false, fmt.Errorf("store attachment %d: %w", i, err)
 		}
-		req.Attachments = append(req.Attachments, store.Attachment{Name: at.Name, ContentType: at.ContentType, Size: size, Ref: ref})
+		req.Attachments = append(req.Attachments, store.Attachment{Name: fileName(at.Name, i), ContentType: at.ContentType, Size: size, Ref: ref})
 	}
 	if c.Status == store.StatusQueued {
 		// An admin answering a waiting conversation takes it: the customer
@@ -467,4 +467,27 @@ func (d *Desk) LatestInboundID(ctx context.Context, id int64) string {
 		return ""
 	}
 	return m.ID
+}
+
+// fileName keeps an attachment name a name: connectors write it into mail
+// headers and file names, so no directories, control characters or
+// unbounded length.
+func fileName(name string, i int) string {
+	name = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '/' || r == '\\' {
+			return '_'
+		}
+		return r
+	}, strings.TrimSpace(name))
+	name = strings.Trim(name, ". ")
+	if len(name) > 200 {
+		name = name[:200]
+		for !utf8.ValidString(name) {
+			name = name[:len(name)-1]
+		}
+	}
+	if name == "" {
+		name = fmt.Sprintf("attachment-%d", i+1)
+	}
+	return name
 }

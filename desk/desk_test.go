@@ -525,3 +525,12 @@ func TestReplyKeyAndHolderAreCheckedWhereRecorded(t *testing.T) {
 		t.Fatalf("RecordReply for a former holder: %v", err)
 	}
 }
+
+func TestAttachmentNamesStayNames(t *testing.T) {
+	for in, want := range map[string]string{"../../etc/passwd": "_.._etc_passwd", "a\nb.pdf": "a_b.pdf", "": "attachment-1",
+		"收据.png": "收据.png", "..": "attachment-1"} {
+		if got := desk.FileName(in, 0); got != want {
+			t.Errorf("FileName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

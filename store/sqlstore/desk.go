@@ -88,10 +88,13 @@ func (s *Store) ClaimNext(ctx context.Context, r store.ClaimRequest) (*store.Con
 
 // Renew implements store.Store.
 func (s *Store) Renew(ctx context.Context, id int64, agent string, lease time.Duration) (time.Time, error) {
-	until := s.o.Now().Add(lease)
+	now := s.o.Now()
+	until := now.Add(lease)
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		// A lease that already ran out is not renewed, even before the
+		// monitor has put the conversation back: it was lost at its end.
 		res, err := tx.ExecContext(ctx, s.q(`UPDATE conversations SET lease_until = ? WHERE id = ? AND assignee = ?
-			AND status = 'assigned' AND lease_until IS NOT NULL`), us(until), id, agent)
+			AND status = 'assigned' AND lease_until IS NOT NULL AND lease_until >= ?`), us(until), id, agent, us(now))
 		if err != nil {
 			return err
 		}

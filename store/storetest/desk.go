@@ -184,6 +184,15 @@ func testLeaseLapses(t *testing.T, b Backend) {
 	if _, err := e.s.Renew(e.ctx, id, "bob", lease); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("Renew by someone else: %v; want ErrConflict", err)
 	}
+	defer func() {
+		// A lease past its end is not renewed, monitor or not.
+		id2 := e.newConvs("support", message.Low)[0]
+		e.claim("cy", nil, 5)
+		e.clock.Advance(lease + time.Second)
+		if _, err := e.s.Renew(e.ctx, id2, "cy", lease); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("Renew of a lease past its end: %v; want ErrConflict", err)
+		}
+	}()
 	e.clock.Advance(4 * time.Minute)
 	if lapsed, _ := e.s.ExpireLeases(e.ctx, e.clock.Now()); len(lapsed) != 0 {
 		t.Fatalf("a renewed lease lapsed early: %v", lapsed)

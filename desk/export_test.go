@@ -1,0 +1,4 @@
+package desk
+
+// FileName is fileName, for the tests.
+var FileName = fileName
