@@ -397,6 +397,15 @@ func TestConsoleEndToEnd(t *testing.T) {
 		{URLPattern: "*/reply", RequestStage: fetch.RequestStageResponse}}}); err != nil {
 		t.Fatal(err)
 	}
+	// The reply carries a small text file, chosen through the file input.
+	const attachName, attachBody = "receipt.txt", "Receipt 收据 #42\nline two\n"
+	attachPath := filepath.Join(t.TempDir(), attachName)
+	if err := os.WriteFile(attachPath, []byte(attachBody), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chosen := `document.querySelector('[data-testid=attach-file][data-name="` + attachName + `"]')`
+	p.do("attach a file", chromedp.SetUploadFiles(tid("attach-input"), []string{attachPath}))
+	p.until("the chosen file", chosen, jsText+`('[data-testid=attach-list]')`)
 	p.do("write and send the reply", chromedp.SendKeys(tid("reply-text"), replyText),
 		chromedp.Click(tid("send")), chromedp.Click(tid("send")))
 	myReply := `[...document.querySelectorAll('[data-testid=message][data-direction=out]')].filter(m => ` +
@@ -406,6 +415,9 @@ func TestConsoleEndToEnd(t *testing.T) {
 	if p.eval(`String(`+myReply+`.length)`) == "0" {
 		if got := p.eval(`document.querySelector('[data-testid=reply-text]').value`); got != replyText {
 			t.Fatalf("after a failed send the draft is %q, want it kept", got)
+		}
+		if p.eval(`String(!!`+chosen+`)`) != "true" {
+			t.Fatal("after a failed send the attached file is gone, want it kept with the draft")
 		}
 		p.do("send again", chromedp.Click(tid("send")))
 	}
@@ -422,6 +434,10 @@ func TestConsoleEndToEnd(t *testing.T) {
 	if got := p.eval(`document.querySelector('[data-testid=reply-text]').value`); got != "" {
 		t.Errorf("reply box after sending: %q", got)
 	}
+	if got := p.eval(`document.querySelectorAll('[data-testid=attach-file]').length + ' ' + document.querySelector('[data-testid=attach-list]').hidden`); got != "0 true" {
+		t.Errorf("chosen files after sending: %q, want none", got)
+	}
+	checkAttachment(t, p, base, myReply, attachName, attachBody)
 	securityShot := filepath.Join(shots, "console-security.png")
 	if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
 		_ = os.WriteFile(securityShot, png, 0o644)
@@ -599,4 +615,84 @@ func checkCJKFont(t *testing.T, p *page, sel string) {
 		t.Errorf("the Chinese text was not drawn with a Chinese font; fonts used: %v", used)
 	}
 	t.Logf("fonts drawing the customer's text: %s", strings.Join(used, ", "))
+}
+
+// checkAttachment checks that the console's reply (the first element of the
+// JavaScript array reply) was stored with the file, that the timeline shows
+// it, and that clicking it downloads the same bytes.
+func checkAttachment(t *testing.T, p *page, base, reply, name, body string) {
+	t.Helper()
+	convID := p.eval(`location.hash.replace('#/c/', '')`)
+	status, data := call(t, "GET", base+"/v1/conversations/"+convID, agentToken, nil)
+	var view struct {
+		Messages []struct {
+			Direction   string `json:"direction"`
+			Text        string `json:"text"`
+			Attachments []struct {
+				Name        string `json:"name"`
+				ContentType string `json:"content_type"`
+				Size        int64  `json:"size"`
+				Ref         string `json:"ref"`
+			} `json:"attachments"`
+		} `json:"messages"`
+	}
+	if status != 200 || json.Unmarshal(data, &view) != nil {
+		t.Fatalf("GET /v1/conversations/%s: %d %s", convID, status, data)
+	}
+	ref := ""
+	for _, m := range view.Messages {
+		if m.Direction != "out" || m.Text != p.eval(reply+`[0].querySelector('[data-testid=message-text]').textContent`) {
+			continue
+		}
+		if len(m.Attachments) != 1 {
+			t.Fatalf("the stored reply has %d attachments, want 1: %s", len(m.Attachments), data)
+		}
+		a := m.Attachments[0]
+		if a.Name != name || a.Size != int64(len(body)) || !strings.HasPrefix(a.Ref, "sha256:") {
+			t.Fatalf("stored attachment %+v, want %s of %d bytes with a sha256: ref", a, name, len(body))
+		}
+		ref = a.Ref
+	}
+	if ref == "" {
+		t.Fatalf("the reply is not in GET /v1/conversations/%s: %s", convID, data)
+	}
+
+	item := reply + `[0].querySelector('[data-testid=attachment-item]')`
+	p.until("the attachment in the timeline", item+` && `+item+`.dataset.name === `+jsString(name)+` && `+
+		item+`.querySelector('[data-testid=attachment-download]').dataset.ref === `+jsString(ref),
+		reply+`[0].textContent`)
+
+	// The API serves the bytes to the signed-in agent.
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	defer cancel()
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`fetch('/v1/attachments/' + encodeURIComponent(`+jsString(ref)+`), `+
+		`{headers: {Authorization: 'Bearer ' + sessionStorage.getItem('inroute.token')}}).then(r => r.ok ? r.text() : 'HTTP ' + r.status)`,
+		chromedp.EvalAwaitPromise))
+	if err != nil || got != body {
+		p.fail("fetch the attachment: %q, %v; want %q", got, err, body)
+	}
+
+	// Clicking it makes a Blob of the file's bytes and type, named for it.
+	p.do("watch the download", chromedp.Evaluate[chromedp.Void](`(() => {
+		window.__downloads = [];
+		const make = URL.createObjectURL;
+		URL.createObjectURL = (b) => { const u = make.call(URL, b); window.__downloads.push({blob: b, url: u}); return u; };
+		document.addEventListener('click', (e) => {
+			const a = e.target.closest && e.target.closest('a[download]');
+			if (a) { window.__downloadName = a.getAttribute('download'); e.preventDefault(); }
+		}, true);
+	})()`))
+	p.do("click the attachment", chromedp.Click(chromedp.CSS(`[data-testid=attachment-download][data-ref="`+ref+`"]`)))
+	p.until("the download", `window.__downloads.length === 1 && window.__downloadName === `+jsString(name),
+		`window.__downloads.length + ' ' + window.__downloadName`)
+	ctx2, cancel2 := context.WithTimeout(p.ctx, 10*time.Second)
+	defer cancel2()
+	got, err = chromedp.Run(ctx2, chromedp.Evaluate[string](`window.__downloads[0].blob.text().then(s => window.__downloads[0].blob.type + '|' + s)`,
+		chromedp.EvalAwaitPromise))
+	if err != nil || got != "text/plain|"+body {
+		p.fail("downloaded blob: %q, %v; want %q", got, err, "text/plain|"+body)
+	}
+	if p.eval(`String(document.querySelector('[data-testid=error-banner]').hidden)`) != "true" {
+		p.fail("the download showed an error")
+	}
 }

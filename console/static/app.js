@@ -93,6 +93,17 @@ const STRINGS = {
     routing: 'Routing: {queue} · {urgency}',
     rulesVersion: 'rules {v}',
     attachments: 'Attachments',
+    attach: 'Attach files',
+    attachRemove: 'Remove',
+    attachRemoveName: 'Remove {name}',
+    attachTooBig: '“{name}” is larger than {max}; it was not attached.',
+    attachReadFailed: 'Could not read “{name}”.',
+    attachReading: 'Still reading the attached files; try again in a moment.',
+    attachDownload: 'Download {name}',
+    attachLinkOnly: 'not downloadable here',
+    sizeB: '{n} B',
+    sizeKiB: '{n} KiB',
+    sizeMiB: '{n} MiB',
     noText: '(no text)',
     ch_email: 'E-mail',
     ch_sms: 'SMS',
@@ -256,6 +267,17 @@ const STRINGS = {
     routing: '路由：{queue} · {urgency}',
     rulesVersion: '规则 {v}',
     attachments: '附件',
+    attach: '添加附件',
+    attachRemove: '移除',
+    attachRemoveName: '移除 {name}',
+    attachTooBig: '“{name}”超过 {max}，未添加。',
+    attachReadFailed: '无法读取“{name}”。',
+    attachReading: '附件仍在读取中，请稍后再试。',
+    attachDownload: '下载 {name}',
+    attachLinkOnly: '无法在此下载',
+    sizeB: '{n} 字节',
+    sizeKiB: '{n} KiB',
+    sizeMiB: '{n} MiB',
     noText: '（无文字）',
     ch_email: '邮件',
     ch_sms: '短信',
@@ -433,6 +455,14 @@ function clock(ms) {
     : `${m}:${String(s % 60).padStart(2, '0')}`;
 }
 
+// size says a byte count the way people read it.
+function size(n) {
+  if (n == null || !isFinite(n) || n < 0) return '';
+  if (n < 1024) return t('sizeB', { n });
+  if (n < 1024 * 1024) return t('sizeKiB', { n: (n / 1024).toFixed(n < 10 * 1024 ? 1 : 0) });
+  return t('sizeMiB', { n: (n / (1024 * 1024)).toFixed(1) });
+}
+
 function chLabel(ch) { return tOr('ch_' + ch, ch); }
 function urgencyLabel(u) { return tOr('u_' + u, u); }
 function statusLabel(s) { return tOr('s_' + s, s); }
@@ -504,6 +534,7 @@ const state = {
   taking: false,
   takeAbort: null,
   sending: false,
+  reading: 0,
   busy: false,
   timers: [],
   renewTimer: null,
@@ -672,6 +703,8 @@ function signOut(message) {
   $('reply-text').value = '';
   $('note-text').value = '';
   delete $('reply-text').dataset.conv;
+  renderAttachList();
+  setAttachError(null);
   history.replaceState(null, '', location.pathname);
   $('conv').hidden = true;
   $('empty').hidden = false;
@@ -1048,12 +1081,7 @@ function messageItem(m) {
   ];
   const att = m.attachments || [];
   if (att.length) {
-    children.push(el('ul', { class: 'plain attachments', 'aria-label': t('attachments') }, att.map((a) => {
-      const name = a.name || a.content_type || 'attachment';
-      const size = a.size ? ` (${Math.ceil(a.size / 1024)} KiB)` : '';
-      const url = typeof a.url === 'string' && /^https?:\/\//i.test(a.url) ? a.url : null;
-      return el('li', null, url ? el('a', { href: url, target: '_blank', rel: 'noopener noreferrer' }, name) : name, size);
-    })));
+    children.push(el('ul', { class: 'plain attachments', 'aria-label': t('attachments'), 'data-testid': 'attachments' }, att.map(attachmentItem)));
   }
   const d = m.decision;
   if (inbound && d) {
@@ -1069,6 +1097,59 @@ function messageItem(m) {
     class: `msg ${inbound ? 'in' : 'out'}${m.auto ? ' auto' : ''}`, 'data-testid': 'message',
     'data-id': m.id, 'data-direction': m.direction, 'data-channel': m.channel,
   }, children);
+}
+
+// attachmentItem shows one attachment of a message: inroute's own files
+// (ref sha256:...) download through the API with the token, a channel's
+// http(s) URL opens in a new tab, anything else is only named.
+function attachmentItem(a) {
+  const ref = typeof a.ref === 'string' && a.ref ? a.ref : typeof a.url === 'string' ? a.url : '';
+  const name = a.name || a.content_type || 'attachment';
+  const sz = a.size ? el('span', { class: 'muted small att-size' }, size(a.size)) : null;
+  let link;
+  if (ref.startsWith('sha256:')) {
+    link = el('button', {
+      type: 'button', class: 'link att-link', 'data-testid': 'attachment-download', 'data-ref': ref,
+      title: t('attachDownload', { name }), onclick: () => downloadAttachment(a, ref, name),
+    }, name);
+  } else if (/^https?:\/\//i.test(ref)) {
+    link = el('a', { class: 'att-link', href: ref, target: '_blank', rel: 'noopener noreferrer' }, name);
+  } else {
+    link = el('span', { class: 'att-name', title: ref ? t('attachLinkOnly') : null }, name);
+  }
+  return el('li', { class: 'attachment', 'data-testid': 'attachment-item', 'data-name': name, 'data-size': a.size ?? '' }, link, sz ? ' ' : null, sz);
+}
+
+// downloadAttachment fetches a stored attachment with the agent's token and
+// saves it under its own name and content type.
+async function downloadAttachment(a, ref, name) {
+  let res;
+  try {
+    res = await fetch(apiURL('v1/attachments/' + encodeURIComponent(ref)), {
+      headers: { Authorization: 'Bearer ' + state.token }, cache: 'no-store', credentials: 'omit',
+    });
+  } catch {
+    showError(new ApiError(0, 'network', { key: 'errNetwork' }));
+    return;
+  }
+  if (!res.ok) {
+    let code = 'http_' + res.status;
+    let msg = res.statusText || String(res.status);
+    try {
+      const e = JSON.parse(await res.text()).error;
+      if (e && e.code) code = e.code;
+      if (e && e.message) msg = e.message;
+    } catch { /* not JSON: keep the status */ }
+    handle(new ApiError(res.status, code, msg));
+    return;
+  }
+  const blob = new Blob([await res.arrayBuffer()], { type: a.content_type || 'application/octet-stream' });
+  const url = URL.createObjectURL(blob);
+  const link = el('a', { href: url, download: name, hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
 }
 
 const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d/;
@@ -1135,9 +1216,94 @@ function replyChoices(v) {
 }
 
 function draftFor(id) {
-  return state.drafts[id] || (state.drafts[id] = { text: '', note: '', choice: '', key: null, sig: null });
+  const d = state.drafts[id] || (state.drafts[id] = { text: '', note: '', choice: '', key: null, sig: null });
+  if (!Array.isArray(d.files)) d.files = [];
+  return d;
 }
-function saveDrafts() { saveJSON('inroute.drafts', state.drafts); }
+// saveDrafts keeps the drafts in the session, with their files when they
+// fit (storage is small), else without them: the files then stay in memory.
+function saveDrafts() {
+  try {
+    sessionStorage.setItem('inroute.drafts', JSON.stringify(state.drafts));
+  } catch {
+    const slim = {};
+    for (const [k, d] of Object.entries(state.drafts)) slim[k] = { ...d, files: [] };
+    saveJSON('inroute.drafts', slim);
+  }
+}
+
+// Files bigger than this are refused before upload (the server has its
+// own limit, store.attachments.max_size).
+const MAX_ATTACHMENT = 10 * 1024 * 1024;
+
+function readBase64(file) {
+  return new Promise((resolve, reject) => {
+    const r = new FileReader();
+    r.onload = () => {
+      const s = String(r.result || '');
+      resolve(s.slice(s.indexOf(',') + 1));
+    };
+    r.onerror = () => reject(r.error || new Error('read failed'));
+    r.readAsDataURL(file);
+  });
+}
+
+async function addFiles(files) {
+  const v = state.view;
+  if (!v) return;
+  const id = v.conversation.id;
+  const problems = [];
+  state.reading = (state.reading || 0) + 1;
+  try {
+    for (const f of files) {
+      if (f.size > MAX_ATTACHMENT) {
+        problems.push({ key: 'attachTooBig', params: { name: f.name, max: () => size(MAX_ATTACHMENT) } });
+        continue;
+      }
+      try {
+        const data = await readBase64(f);
+        draftFor(id).files.push({ id: newKey(), name: f.name, content_type: f.type || 'application/octet-stream', size: f.size, data });
+      } catch {
+        problems.push({ key: 'attachReadFailed', params: { name: f.name } });
+      }
+    }
+  } finally {
+    state.reading -= 1;
+  }
+  saveDrafts();
+  setAttachError(problems);
+  renderAttachList();
+}
+
+function setAttachError(problems) {
+  state.attachMsgs = problems && problems.length ? problems : null;
+  const p = $('attach-error');
+  p.replaceChildren(...(state.attachMsgs || []).map((m) => el('span', null, say(m))));
+  p.hidden = !state.attachMsgs;
+}
+
+function removeFile(fileID) {
+  const v = state.view;
+  if (!v) return;
+  const d = draftFor(v.conversation.id);
+  d.files = d.files.filter((f) => f.id !== fileID);
+  saveDrafts();
+  renderAttachList();
+}
+
+function renderAttachList() {
+  const list = $('attach-list');
+  const v = state.view;
+  const files = v ? draftFor(v.conversation.id).files : [];
+  list.replaceChildren(...files.map((f) => el('li', { class: 'attach-file', 'data-testid': 'attach-file', 'data-name': f.name },
+    el('span', { class: 'att-name' }, f.name), ' ',
+    el('span', { class: 'muted small' }, size(f.size)), ' ',
+    el('button', {
+      type: 'button', class: 'ghost small', 'data-testid': 'attach-remove',
+      'aria-label': t('attachRemoveName', { name: f.name }), onclick: () => removeFile(f.id),
+    }, t('attachRemove')))));
+  list.hidden = !files.length;
+}
 
 function renderComposer(v) {
   const id = v.conversation.id;
@@ -1152,6 +1318,8 @@ function renderComposer(v) {
   const choices = replyChoices(v);
   sel.replaceChildren(...choices.map((ch) => el('option', { value: ch.value, 'data-channel': ch.channel }, ch.label)));
   sel.value = choices.some((ch) => ch.value === d.choice) ? d.choice : '';
+  renderAttachList();
+  if (state.attachMsgs) setAttachError(state.attachMsgs);
   renderSendButton();
 }
 
@@ -1176,17 +1344,20 @@ async function sendReply() {
   const id = v.conversation.id;
   const d = draftFor(id);
   const text = $('reply-text').value;
-  if (!text.trim()) { showError(new ApiError(0, 'invalid_request', { key: 'writeFirst' })); return; }
+  if (state.reading) { showError(new ApiError(0, 'invalid_request', { key: 'attachReading' })); return; }
+  const files = d.files;
+  if (!text.trim() && !files.length) { showError(new ApiError(0, 'invalid_request', { key: 'writeFirst' })); return; }
   const choice = $('reply-channel').value;
   // One key per draft, kept until the reply is accepted: a retry or a
   // second click sends the same key, and the API answers with the first
   // reply instead of sending another.
-  const sig = JSON.stringify([id, text, choice]);
+  const sig = JSON.stringify([id, text, choice, files.map((f) => f.id)]);
   if (!d.key || d.sig !== sig) { d.key = newKey(); d.sig = sig; }
   d.text = text;
   d.choice = choice;
   saveDrafts();
   const body = { text, key: d.key };
+  if (files.length) body.attachments = files.map((f) => ({ name: f.name, content_type: f.content_type, data: f.data }));
   if (choice) Object.assign(body, JSON.parse(choice));
   state.sending = true;
   renderSendButton();
@@ -1196,6 +1367,8 @@ async function sendReply() {
     saveDrafts();
     state.scrollNext = true;
     if ($('reply-text').dataset.conv === String(id)) $('reply-text').value = '';
+    setAttachError(null);
+    renderAttachList();
     clearError();
     const m = data && data.message;
     const ch = (m && m.channel) || body.channel || v.conversation.last_channel;
@@ -1373,6 +1546,12 @@ function wire() {
     if (!state.view) return;
     draftFor(state.view.conversation.id).note = $('note-text').value;
     saveDrafts();
+  });
+  $('attach-input').addEventListener('change', () => {
+    const input = $('attach-input');
+    const files = [...(input.files || [])];
+    input.value = '';
+    if (files.length) addFiles(files);
   });
   $('reply-channel').addEventListener('change', () => {
     if (!state.view) return;
