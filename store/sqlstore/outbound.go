@@ -159,23 +159,10 @@ func (s *Store) Unpublished(ctx context.Context, t time.Time, limit int) ([]stor
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id FROM messages WHERE direction = 'out' AND published_at IS NULL AND created_at < ?
-		ORDER BY created_at LIMIT ?`), us(t), limit)
+	ids, err := column[string](s.db.QueryContext(ctx, s.q(`SELECT id FROM messages WHERE direction = 'out' AND published_at IS NULL
+		AND created_at < ? ORDER BY created_at LIMIT ?`), us(t), limit))
 	if err != nil {
 		return nil, fmt.Errorf("unpublished replies: %w", err)
-	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
 	}
 	out := make([]store.Message, 0, len(ids))
 	for _, id := range ids {

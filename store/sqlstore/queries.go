@@ -230,23 +230,10 @@ func (s *Store) Contact(ctx context.Context, id int64) (*store.Contact, error) {
 // FindContacts implements store.Store.
 func (s *Store) FindContacts(ctx context.Context, v string) ([]store.Contact, error) {
 	vals := store.SearchValues(v, s.o.PhoneRegion)
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT DISTINCT COALESCE(c.merged_into, c.id) FROM identities i
-		JOIN contacts c ON c.id = i.contact_id WHERE i.value IN (`+placeholders(len(vals))+`)`), toAny(vals)...)
+	ids, err := column[int64](s.db.QueryContext(ctx, s.q(`SELECT DISTINCT COALESCE(c.merged_into, c.id) FROM identities i
+		JOIN contacts c ON c.id = i.contact_id WHERE i.value IN (`+placeholders(len(vals))+`)`), toAny(vals)...))
 	if err != nil {
 		return nil, fmt.Errorf("find contacts: %w", err)
-	}
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
 	}
 	slices.Sort(ids)
 	out := make([]store.Contact, 0, len(ids))

@@ -225,3 +225,20 @@ func b2i(b bool) int {
 	}
 	return 0
 }
+
+// column reads a one-column result (a query's rows and error, as given).
+func column[T any](rows *sql.Rows, err error) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var v T
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
