@@ -293,7 +293,60 @@ type TestExpectation struct {
 
 // Connectors holds one block per connector.
 type Connectors struct {
-	App AppConnector `yaml:"app"`
+	App    AppConnector    `yaml:"app"`
+	Twilio TwilioConnector `yaml:"twilio"`
+}
+
+// TwilioConnector configures SMS, MMS and phone calls through Twilio.
+type TwilioConnector struct {
+	// Enabled: true or false; left out, the connector runs when both
+	// account_sid and auth_token are set.
+	Enabled *bool `yaml:"enabled"`
+	// AccountSID and AuthToken are the Twilio account's (AuthToken also
+	// checks every webhook's X-Twilio-Signature).
+	AccountSID string `yaml:"account_sid"`
+	AuthToken  string `yaml:"auth_token"`
+	// PublicURL is where Twilio reaches inroute (https://support.example.com,
+	// or a tunnel's URL): signatures are computed over it, not over the
+	// address inroute listens on behind a proxy.
+	PublicURL string `yaml:"public_url"`
+	// Numbers are the account's numbers (E.164) that customers text and
+	// call; a reply goes out from the number the customer wrote to, or the
+	// first one.
+	Numbers []string `yaml:"numbers"`
+	// Voice: what callers hear.
+	Voice TwilioVoice `yaml:"voice"`
+	// Media limits for MMS: the largest file kept (default 5MiB) and the
+	// content types kept (default images, PDF, plain text, audio, video).
+	MaxMediaSize ByteSize `yaml:"max_media_size"`
+	MediaTypes   []string `yaml:"media_types"`
+	// MessagesPerSecond is the sending rate per sender number (default 1,
+	// a long code's; a short code takes more).
+	MessagesPerSecond float64 `yaml:"messages_per_second"`
+	// APIURL is Twilio's REST API (default https://api.twilio.com); tests
+	// point it at a local double.
+	APIURL string `yaml:"api_url"`
+}
+
+// TwilioVoice is the voicemail greeting.
+type TwilioVoice struct {
+	// Language of the greeting's speech (a Twilio <Say> language such as
+	// en-US, zh-CN, cmn-CN). Default en-US.
+	Language string `yaml:"language"`
+	// Greeting is said before the beep; AfterHours outside
+	// routing.business_hours (default: the same greeting).
+	Greeting   string `yaml:"greeting"`
+	AfterHours string `yaml:"after_hours"`
+	// MaxLength of a voicemail (default 2m).
+	MaxLength Duration `yaml:"max_length"`
+}
+
+// On reports whether the Twilio connector runs.
+func (t *TwilioConnector) On() bool {
+	if t.Enabled != nil {
+		return *t.Enabled
+	}
+	return t.AccountSID != "" && t.AuthToken != ""
 }
 
 // AppConnector configures the in-app channel.

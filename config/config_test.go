@@ -433,6 +433,12 @@ func TestErrors(t *testing.T) {
 			nil, `config.yaml:4:9: routing.sla.escalation[0]: a step needs at least one of raise, urgency, move_to, notify`},
 		{"business hours past midnight", "routing:\n  business_hours: {start: \"22:00\", end: \"06:00\"}\n",
 			nil, `config.yaml:2:41: routing.business_hours.end: 06:00 is not after start 22:00 (hours that run past midnight are not supported)`},
+		{"twilio on without a public url", "connectors:\n  twilio:\n    account_sid: AC123\n    auth_token: tok\n",
+			nil, `config.yaml:2:3: connectors.twilio.public_url: missing (Twilio signs requests with the URL it calls; say what that URL is)`},
+		{"twilio account sid", "connectors:\n  twilio:\n    account_sid: XY123\n    auth_token: tok\n    public_url: https://x.example\n",
+			nil, `config.yaml:3:18: connectors.twilio.account_sid: "XY123" is not an account SID (they start with AC)`},
+		{"twilio number", "connectors:\n  twilio:\n    enabled: true\n    account_sid: AC1\n    auth_token: t\n    public_url: https://x.example\n    numbers: [\"0800\"]\n",
+			nil, `config.yaml:7:15: connectors.twilio.numbers[0]: "0800" is not a phone number in E.164 form`},
 		{"disabled app connector is not checked", "connectors: {app: {apps: [{name: Bad Name}]}}\nlog: {level: x}\n",
 			nil, `config.yaml:2:14: log.level: unknown level "x" (want one of debug, info, warn, error)`},
 	}

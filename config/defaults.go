@@ -125,6 +125,16 @@ func (c *Config) applyDefaults() {
 	}
 
 	setDefault(&c.Conns.App.MaxBody, defaultMaxBody)
+	tw := &c.Conns.Twilio
+	setDefault(&tw.MaxMediaSize, ByteSize(5<<20))
+	if len(tw.MediaTypes) == 0 {
+		tw.MediaTypes = []string{"image/*", "application/pdf", "text/plain", "audio/*", "video/*"}
+	}
+	setDefault(&tw.MessagesPerSecond, 1)
+	setDefault(&tw.APIURL, "https://api.twilio.com")
+	setDefault(&tw.Voice.Language, "en-US")
+	setDefault(&tw.Voice.Greeting, "Thank you for calling. Please leave a message after the tone, and we will call you back.")
+	setDefault(&tw.Voice.MaxLength, Duration(2*time.Minute))
 	setDefault(&c.Conns.App.ReplyRetention, Duration(7*24*time.Hour))
 	for i := range c.Conns.App.Apps {
 		setDefault(&c.Conns.App.Apps[i].Webhook.MaxAttempts, defaultWebhookAttempts)

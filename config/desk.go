@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -107,5 +108,40 @@ func (c *Config) validateSLA(v *validator) {
 		if st.Raise == 0 && st.Urgency == "" && st.MoveTo == "" && !st.Notify {
 			v.errorf(path, "a step needs at least one of raise, urgency, move_to, notify")
 		}
+	}
+}
+
+// validateTwilio checks the Twilio connector when it runs.
+func (c *Config) validateTwilio(v *validator) {
+	t := &c.Conns.Twilio
+	if !t.On() {
+		return
+	}
+	if t.AccountSID == "" {
+		v.missing("connectors.twilio.account_sid", "the Twilio connector needs the account SID")
+	} else if !strings.HasPrefix(t.AccountSID, "AC") {
+		v.errorf("connectors.twilio.account_sid", "%s is not an account SID (they start with AC)", quote(t.AccountSID))
+	}
+	if t.AuthToken == "" {
+		v.missing("connectors.twilio.auth_token", "the Twilio connector needs the auth token to check signatures")
+	}
+	if t.PublicURL == "" {
+		v.missing("connectors.twilio.public_url", "Twilio signs requests with the URL it calls; say what that URL is")
+	} else if u, err := url.Parse(t.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.errorf("connectors.twilio.public_url", "%s is not an http or https URL", quote(t.PublicURL))
+	}
+	for i, n := range t.Numbers {
+		if !e164RE.MatchString(n) {
+			v.errorf(fmt.Sprintf("connectors.twilio.numbers[%d]", i), "%s is not a phone number in E.164 form", quote(n))
+		}
+	}
+	if t.MessagesPerSecond <= 0 || t.MessagesPerSecond > 1000 {
+		v.errorf("connectors.twilio.messages_per_second", "must be above 0 and at most 1000, got %g", t.MessagesPerSecond)
+	}
+	if t.MaxMediaSize < 1<<10 || t.MaxMediaSize > 100<<20 {
+		v.errorf("connectors.twilio.max_media_size", "must be between 1KiB and 100MiB, got %s", t.MaxMediaSize)
+	}
+	if u, err := url.Parse(t.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.errorf("connectors.twilio.api_url", "%s is not an http or https URL", quote(t.APIURL))
 	}
 }

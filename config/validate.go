@@ -151,6 +151,7 @@ func (c *Config) validate(v *validator) {
 	}
 	c.validateAccess(v)
 	c.validateAgents(v)
+	c.validateTwilio(v)
 	c.validateStore(v)
 }
 
