@@ -78,6 +78,9 @@ const SubjectsDelivery = "events.delivery.>"
 // SLASubject names an SLA event: events.sla.breached, events.sla.escalated.
 func SLASubject(kind string) string { return "events.sla." + kind }
 
+// BucketSMSOptOut is the KV bucket of numbers that texted STOP.
+const BucketSMSOptOut = "SMS_OPTOUT"
+
 // SubjectsSLA matches every SLA event.
 const SubjectsSLA = "events.sla.>"
 

@@ -1,0 +1,90 @@
+package twilio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/inroute/inroute/bus"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// OptOuts remembers the numbers that texted STOP (or another opt-out
+// word) until they text START, in the KV bucket bus.BucketSMSOptOut, so
+// every connector process refuses to message them.
+type OptOuts struct {
+	b    *bus.Bus
+	once sync.Once
+	kv   jetstream.KeyValue
+	err  error
+}
+
+// Opt-out and opt-in keywords, as Twilio's own Advanced Opt-Out knows them.
+var (
+	stopWords  = []string{"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE", "退订", "TD"}
+	startWords = []string{"START", "YES", "UNSTOP", "SUBSCRIBE"}
+)
+
+// Keyword says whether body is an opt-out (-1), an opt-in (+1) or neither.
+func Keyword(body string) int {
+	w := strings.ToUpper(strings.TrimSpace(body))
+	w = strings.TrimRight(w, ".! ")
+	for _, s := range stopWords {
+		if w == s {
+			return -1
+		}
+	}
+	for _, s := range startWords {
+		if w == s {
+			return 1
+		}
+	}
+	return 0
+}
+
+func (o *OptOuts) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	o.once.Do(func() {
+		o.kv, o.err = o.b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: bus.BucketSMSOptOut, Description: "numbers that texted STOP, until START", History: 1,
+		})
+	})
+	return o.kv, o.err
+}
+
+func key(number string) string { return strings.TrimPrefix(number, "+") }
+
+// Set records an opt-out (out true) or an opt-in for number.
+func (o *OptOuts) Set(ctx context.Context, number string, out bool) error {
+	kv, err := o.bucket(ctx)
+	if err != nil {
+		return fmt.Errorf("opt-out bucket: %w", err)
+	}
+	if out {
+		_, err = kv.PutString(ctx, key(number), "stop")
+	} else {
+		err = kv.Delete(ctx, key(number))
+	}
+	if err != nil {
+		return fmt.Errorf("opt-out of %s: %w", number, err)
+	}
+	return nil
+}
+
+// Out reports whether number opted out.
+func (o *OptOuts) Out(ctx context.Context, number string) (bool, error) {
+	kv, err := o.bucket(ctx)
+	if err != nil {
+		return false, fmt.Errorf("opt-out bucket: %w", err)
+	}
+	_, err = kv.Get(ctx, key(number))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return false, nil
+	default:
+		return false, fmt.Errorf("opt-out of %s: %w", number, err)
+	}
+}
