@@ -415,7 +415,7 @@ func (s *System) stopBus() {
 }
 
 // ConnectorNames lists the connectors this build knows.
-func ConnectorNames() []string { return []string{"app"} }
+func ConnectorNames() []string { return []string{"app", "twilio"} }
 
 func buildConnectors(cfg *config.Config, only []string, pub *connectors.Inbound, log *zap.Logger) ([]connectors.Connector, error) {
 	want := map[string]bool{}
@@ -441,6 +441,15 @@ func buildConnectors(cfg *config.Config, only []string, pub *connectors.Inbound,
 		}, log.Named("app")))
 	} else if want["app"] {
 		return nil, errors.New("connector app is not enabled in config (connectors.app.enabled)")
+	}
+	if tw := cfg.Conns.Twilio; tw.On() && (len(want) == 0 || want["twilio"]) {
+		c, err := twilioConnector(cfg, pub, log.Named("twilio"))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	} else if want["twilio"] {
+		return nil, errors.New("connector twilio is not on in config: set connectors.twilio.account_sid and auth_token (INROUTE_TWILIO_ACCOUNT_SID, INROUTE_TWILIO_AUTH_TOKEN)")
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
 	return out, nil
