@@ -45,13 +45,8 @@ func (c *Connector) createCall(api *openapi.ApiService, o *message.Outbound, fro
 	return *call.Sid, nil
 }
 
-// callbackTwiML is the call's instructions: <Say> to the agent, then
-// <Dial callerId=from> the customer.
-//
-// It is built with encoding/xml rather than twilio-go's twiml package:
-// that package imports github.com/beevik/etree, which is not in this
-// module's go.sum (adding it is a dependency change). encoding/xml
-// escapes the values the same way.
+// callbackTwiML is the call's instructions, built with twilio-go's twiml
+// package: <Say> to the agent, then <Dial callerId=from> the customer.
 func callbackTwiML(from, customer, language string) (string, error) {
 	out, err := twiml.Voice([]twiml.Element{
 		&twiml.VoiceSay{Message: callbackGreeting, Language: language},

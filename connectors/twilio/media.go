@@ -26,6 +26,10 @@ const maxMedia = 10
 
 // errMediaTooLarge marks a medium over MaxMediaSize: kept as a URL, not
 // stored, and not a reason to ask Twilio to retry.
+// errMediaGone: Twilio answered a 4xx for the medium; fetching again will
+// not help.
+var errMediaGone = errors.New("media not available")
+
 var errMediaTooLarge = errors.New("media larger than the limit")
 
 // mediaAllowed reports whether contentType matches one of patterns
@@ -79,6 +83,10 @@ func (c *Connector) fetchMedia(ctx context.Context, f url.Values) ([]message.Att
 				a.URL, a.Size = ref, size
 			case errors.Is(err, errMediaTooLarge):
 				notes["media_"+strconv.Itoa(i)+"_not_stored"] = fmt.Sprintf("too large to store (limit %d bytes); kept as Twilio URL", c.maxMediaSize())
+			case errors.Is(err, errMediaGone):
+				// Asking again will not help (deleted media, refused
+				// credentials): the text must not be lost for it.
+				notes["media_"+strconv.Itoa(i)+"_not_stored"] = err.Error() + "; kept as Twilio URL"
 			default:
 				return nil, nil, fmt.Errorf("media %d: %w", i, err)
 			}
@@ -117,6 +125,9 @@ func (c *Connector) storeMedia(ctx context.Context, rawURL string) (string, int6
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		if resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
+			return "", 0, fmt.Errorf("fetch media: HTTP %d: %w", resp.StatusCode, errMediaGone)
+		}
 		return "", 0, fmt.Errorf("fetch media: HTTP %d", resp.StatusCode)
 	}
 	limit := c.maxMediaSize()

@@ -2,10 +2,12 @@ package twilio
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/inroute/inroute/bus"
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,10 +17,9 @@ import (
 // word) until they text START, in the KV bucket bus.BucketSMSOptOut, so
 // every connector process refuses to message them.
 type OptOuts struct {
-	b    *bus.Bus
-	once sync.Once
-	kv   jetstream.KeyValue
-	err  error
+	b  *bus.Bus
+	mu sync.Mutex
+	kv jetstream.KeyValue
 }
 
 // Opt-out and opt-in keywords, as Twilio's own Advanced Opt-Out knows them.
@@ -44,16 +45,31 @@ func Keyword(body string) int {
 	return 0
 }
 
+// bucket finds or creates the bucket. A failure is not remembered: the
+// bus may be back on the next call.
 func (o *OptOuts) bucket(ctx context.Context) (jetstream.KeyValue, error) {
-	o.once.Do(func() {
-		o.kv, o.err = o.b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: bus.BucketSMSOptOut, Description: "numbers that texted STOP, until START", History: 1,
-		})
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.kv != nil {
+		return o.kv, nil
+	}
+	// Detached from the caller: a webhook whose client hung up must not
+	// fail the creation for everyone waiting on it.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	kv, err := o.b.JS.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
+		Bucket: bus.BucketSMSOptOut, Description: "numbers that texted STOP, until START", History: 1,
 	})
-	return o.kv, o.err
+	if err != nil {
+		return nil, err
+	}
+	o.kv = kv
+	return kv, nil
 }
 
-func key(number string) string { return strings.TrimPrefix(number, "+") }
+// key is a number's bucket key: hex, because a sender such as
+// "whatsapp:+1..." holds characters a key may not.
+func key(number string) string { return hex.EncodeToString([]byte(number)) }
 
 // Set records an opt-out (out true) or an opt-in for number.
 func (o *OptOuts) Set(ctx context.Context, number string, out bool) error {

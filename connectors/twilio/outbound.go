@@ -96,6 +96,27 @@ type outboundRun struct {
 	mu      sync.Mutex
 	senders map[string]chan job
 	wg      sync.WaitGroup
+	// failures counts each reply's failed sends in this process: the
+	// delivery count also grows with the connector's own pacing delays
+	// (a full queue, a send slot), which must not use up the attempts.
+	failures map[string]int
+}
+
+// failed counts a failed send of reply id and returns the count.
+func (r *outboundRun) failed(id string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failures == nil {
+		r.failures = map[string]int{}
+	}
+	r.failures[id]++
+	return r.failures[id]
+}
+
+func (r *outboundRun) forget(id string) {
+	r.mu.Lock()
+	delete(r.failures, id)
+	r.mu.Unlock()
 }
 
 // runOutbound sends the replies on outbound.sms (Messages API) and the
@@ -497,33 +518,47 @@ func sentKey(id string) string {
 
 // sent acks a reply and reports it sent.
 func (r *outboundRun) sent(ctx context.Context, j job, sid string) {
+	r.forget(j.o.ID)
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
-	if err := j.m.DoubleAck(bctx); err != nil {
-		// The SID is recorded: a redelivery is only acked again.
-		r.log.Warn("ack of a sent reply failed", zap.String("message_id", j.o.ID), zap.Error(err))
-	}
 	if sid == unknownSID {
 		sid = ""
 	}
-	r.report(bctx, j, message.DeliverySent, "", sid)
+	// The report first: if it cannot be published, the reply comes back
+	// (its SID is recorded, so it is only reported again, not resent).
+	if err := r.report(bctx, j, message.DeliverySent, "", sid); err != nil {
+		_ = j.m.NakWithDelay(time.Second)
+		return
+	}
+	if err := j.m.DoubleAck(bctx); err != nil {
+		r.log.Warn("ack of a sent reply failed", zap.String("message_id", j.o.ID), zap.Error(err))
+	}
 }
 
-// fail terminates a reply and reports it failed.
+// fail reports a reply failed, then terminates it; a report that cannot
+// be published leaves the reply to come back and fail again.
 func (r *outboundRun) fail(ctx context.Context, j job, detail string) {
+	r.forget(j.o.ID)
+	if err := r.report(context.WithoutCancel(ctx), j, message.DeliveryFailed, detail, ""); err != nil {
+		_ = j.m.NakWithDelay(time.Second)
+		return
+	}
 	_ = j.m.Term()
-	r.report(context.WithoutCancel(ctx), j, message.DeliveryFailed, detail, "")
 }
 
 // retry hands a reply back to JetStream after a transient failure, or
 // gives up on it after outboundMaxAttempts deliveries.
 func (r *outboundRun) retry(ctx context.Context, j job, te *twilioError, err error) {
-	attempt := 1
+	attempt := r.failed(j.o.ID)
+	deliveries := 1
 	if md, mdErr := j.m.Metadata(); mdErr == nil {
-		attempt = int(md.NumDelivered)
+		deliveries = int(md.NumDelivered)
 	}
 	log := r.log.With(zap.String("message_id", j.o.ID), zap.Int("attempt", attempt), zap.Error(err))
-	if attempt >= outboundMaxAttempts {
+	// Real failures count; deliveries bound a reply whose failures this
+	// process cannot remember (it restarted), far above any pacing.
+	if attempt >= outboundMaxAttempts || deliveries >= 20*outboundMaxAttempts {
+		r.forget(j.o.ID)
 		detail := err.Error()
 		if te != nil {
 			detail = te.detail
@@ -543,17 +578,19 @@ func (r *outboundRun) retry(ctx context.Context, j job, te *twilioError, err err
 // report publishes a delivery report; its Nats-Msg-Id status:id drops
 // repeats within the duplicate window, and the store keeps the furthest
 // status of later ones.
-func (r *outboundRun) report(ctx context.Context, j job, status, detail, sid string) {
+func (r *outboundRun) report(ctx context.Context, j job, status, detail, sid string) error {
 	d := message.Delivery{V: message.OutboundVersion, MessageID: j.o.ID, ConversationID: j.o.ConversationID,
 		Channel: j.ch, Status: status, Detail: detail, ChannelMessageID: sid, At: r.c.opt.Now().UTC()}
 	data, err := json.Marshal(d)
 	if err != nil {
 		r.log.Error("encode delivery report", zap.String("message_id", j.o.ID), zap.Error(err))
-		return
+		return nil // cannot get better by trying again
 	}
 	if _, err := r.c.b.Publish(ctx, bus.DeliverySubject(j.ch), data, status+":"+j.o.ID, nil); err != nil {
 		r.log.Warn("delivery report not published", zap.String("message_id", j.o.ID), zap.String("status", status), zap.Error(err))
+		return err
 	}
+	return nil
 }
 
 // twilioError is a failed REST call, classified.

@@ -703,3 +703,43 @@ func TestMMSBlobLimitBelowMediaLimit(t *testing.T) {
 		t.Fatalf("messages %+v", ms)
 	}
 }
+
+// A medium Twilio no longer has (404) must not lose the text with it.
+func TestMMSGoneMediaKeepsTheMessage(t *testing.T) {
+	cdn := httptest.NewServer(http.NotFoundHandler())
+	defer cdn.Close()
+	dir, err := blob.Open(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newWH(t, func(o *Options) { o.Blobs = dir })
+	form := smsForm("MM700", "see the screenshot")
+	form.Set("NumMedia", "1")
+	form.Set("MediaUrl0", cdn.URL+"/ME404")
+	form.Set("MediaContentType0", "image/png")
+	wantTwiMLOK(t, f.post(t, PathSMS, form, ""))
+	ms := f.inbound(t, message.SMS)
+	if len(ms) != 1 || ms[0].Text != "see the screenshot" || ms[0].Extra["media_0_not_stored"] == "" {
+		t.Fatalf("messages %+v", ms)
+	}
+}
+
+// An opt-out asked for while the bus was down is recorded once it is
+// back: a failure to reach the bucket is not remembered.
+func TestStopAfterABusOutage(t *testing.T) {
+	f := newWH(t, nil)
+	f.srv.Shutdown()
+	if rec := f.post(t, PathSMS, smsForm("SM800", "STOP"), ""); rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("STOP with the bus down: %d, want 503", rec.Code)
+	}
+	f.srv.Restart()
+	testbus.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		if rec := f.post(t, PathSMS, smsForm("SM800", "STOP"), ""); rec.Code != http.StatusOK {
+			return &whStatusErr{rec.Code}
+		}
+		return nil
+	})
+	if out, err := f.c.optOuts.Out(context.Background(), whCustomer); err != nil || !out {
+		t.Fatalf("after the retried STOP: out %v, err %v", out, err)
+	}
+}
