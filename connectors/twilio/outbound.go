@@ -338,23 +338,9 @@ func (r *outboundRun) handle(ctx context.Context, j job, next *time.Time) {
 		r.sent(ctx, j, sid)
 		return
 	}
-	switch j.ch {
-	case message.Voice:
+	if j.ch == message.Voice {
 		if err := checkCallback(o); err != nil {
 			r.fail(ctx, j, err.Error())
-			return
-		}
-	default:
-		// An SMS opt-out does not cover calls (Twilio blocks messages, not
-		// calls, after STOP), so only messages are checked.
-		out, err := r.c.optOuts.Out(ctx, o.To)
-		if err != nil {
-			r.retry(ctx, j, nil, err)
-			return
-		}
-		if out {
-			log.Info("reply not sent: recipient opted out")
-			r.fail(ctx, j, detailOptedOut)
 			return
 		}
 	}
@@ -369,6 +355,21 @@ func (r *outboundRun) handle(ctx context.Context, j job, next *time.Time) {
 			_ = j.m.Nak()
 			return
 		case <-time.After(wait):
+		}
+	}
+	if j.ch != message.Voice {
+		// Checked after the wait for the send slot, so a STOP that came
+		// in meanwhile is honoured. An SMS opt-out does not cover calls
+		// (Twilio blocks messages, not calls, after STOP).
+		out, err := r.c.optOuts.Out(ctx, o.To)
+		if err != nil {
+			r.retry(ctx, j, nil, err)
+			return
+		}
+		if out {
+			log.Info("reply not sent: recipient opted out")
+			r.fail(ctx, j, detailOptedOut)
+			return
 		}
 	}
 	*next = time.Now().Add(r.interval)
