@@ -104,9 +104,6 @@ func QueueSubject(queue string, u message.Urgency, conversation int64) string {
 	return "queue." + queue + "." + string(u) + "." + strconv.FormatInt(conversation, 10)
 }
 
-// QueueUrgencyFilter matches every queue's work at one urgency.
-func QueueUrgencyFilter(u message.Urgency) string { return "queue.*." + string(u) + ".*" }
-
 // LegacyAgentConsumer names the first release's pull consumer for one
 // urgency level, which the desk deletes at start.
 func LegacyAgentConsumer(u message.Urgency) string { return consumerAgentsPrefix + string(u) }

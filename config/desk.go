@@ -25,12 +25,7 @@ func (c *Config) validateAgents(v *validator) {
 		v.oneOf(path+".role", "role", ag.Role, []string{RoleAgent, RoleAdmin})
 		for j, q := range ag.Queues {
 			qp := fmt.Sprintf("%s.queues[%d]", path, j)
-			switch {
-			case !nameRE.MatchString(q):
-				v.errorf(qp, "%s is not a valid queue name (%s)", quote(q), nameRule)
-			case len(c.Routing.Queues) > 0 && q != c.Routing.DefaultQueue && !hasKey(c.Routing.Queues, q):
-				v.errorf(qp, "unknown queue %s (declare it under routing.queues)", quote(q))
-			case slices.Index(ag.Queues, q) != j:
+			if c.queueRef(v, qp, q) && slices.Index(ag.Queues, q) != j {
 				v.errorf(qp, "queue %s is listed twice", quote(q))
 			}
 		}
@@ -98,12 +93,7 @@ func (c *Config) validateSLA(v *validator) {
 			v.oneOf(path+".urgency", "urgency", st.Urgency, urgencyNames)
 		}
 		if st.MoveTo != "" {
-			switch {
-			case !nameRE.MatchString(st.MoveTo):
-				v.errorf(path+".move_to", "%s is not a valid queue name (%s)", quote(st.MoveTo), nameRule)
-			case len(r.Queues) > 0 && st.MoveTo != r.DefaultQueue && !hasKey(r.Queues, st.MoveTo):
-				v.errorf(path+".move_to", "unknown queue %s (declare it under routing.queues)", quote(st.MoveTo))
-			}
+			c.queueRef(v, path+".move_to", st.MoveTo)
 		}
 		if st.Raise == 0 && st.Urgency == "" && st.MoveTo == "" && !st.Notify {
 			v.errorf(path, "a step needs at least one of raise, urgency, move_to, notify")

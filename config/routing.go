@@ -19,14 +19,7 @@ func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys
 // normalize to nothing, expressions) and reports with Config.At.
 func (c *Config) validateRouting(v *validator) {
 	r := &c.Routing
-	queueName := func(path, q string) {
-		switch {
-		case !nameRE.MatchString(q):
-			v.errorf(path, "%s is not a valid queue name (%s; it becomes part of a NATS subject)", quote(q), nameRule)
-		case len(r.Queues) > 0 && q != r.DefaultQueue && !hasKey(r.Queues, q):
-			v.errorf(path, "unknown queue %s (declare it under routing.queues)", quote(q))
-		}
-	}
+	queueName := func(path, q string) { c.queueRef(v, path, q) }
 	queueName("routing.default_queue", r.DefaultQueue)
 	for _, name := range sortedKeys(r.Queues) {
 		path := mapPath("routing.queues", name)
@@ -229,6 +222,21 @@ func (c *Config) validateClause(v *validator, path string, cl Clause) {
 			v.errorf(fmt.Sprintf("%s.regex[%d]", path, i), "invalid regular expression: %v", err)
 		}
 	}
+}
+
+// queueRef reports a setting at path that names a queue which is not a
+// valid queue name or not declared under routing.queues.
+func (c *Config) queueRef(v *validator, path, q string) bool {
+	r := &c.Routing
+	switch {
+	case !nameRE.MatchString(q):
+		v.errorf(path, "%s is not a valid queue name (%s; it becomes part of a NATS subject)", quote(q), nameRule)
+	case len(r.Queues) > 0 && q != r.DefaultQueue && !hasKey(r.Queues, q):
+		v.errorf(path, "unknown queue %s (declare it under routing.queues)", quote(q))
+	default:
+		return true
+	}
+	return false
 }
 
 func hasKey[V any](m map[string]V, k string) bool {

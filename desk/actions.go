@@ -3,6 +3,7 @@ package desk
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -338,7 +339,7 @@ func (d *Desk) Note(ctx context.Context, a *Agent, id int64, text string) (*View
 	if strings.TrimSpace(text) == "" || len(text) > 64<<10 || !utf8.ValidString(text) {
 		return nil, fmt.Errorf("a note needs text (valid UTF-8, at most 64KiB): %w", ErrInvalid)
 	}
-	data, _ := jsonObject(map[string]any{"text": text})
+	data, _ := json.Marshal(map[string]any{"text": text})
 	if err := d.o.Store.AppendEvent(ctx, store.Event{ConversationID: id, ContactID: c.ContactID, Kind: store.EventNote, Actor: a.Name, Data: data}); err != nil {
 		return nil, err
 	}

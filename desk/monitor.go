@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/inroute/inroute/bus"
+	"github.com/inroute/inroute/config"
 	"github.com/inroute/inroute/message"
 	"github.com/inroute/inroute/store"
 	"github.com/nats-io/nats.go/jetstream"
@@ -111,7 +112,7 @@ func (d *Desk) checkSLA(ctx context.Context) error {
 
 // escalate records c's missed target and takes the ladder's steps that
 // are due.
-func (d *Desk) escalate(ctx context.Context, now time.Time, ladder []step, c store.Conversation) error {
+func (d *Desk) escalate(ctx context.Context, now time.Time, ladder []config.EscalationStep, c store.Conversation) error {
 	target, kind := *c.Due(), string(store.FirstResponse)
 	if c.FirstResponseDue == nil {
 		kind = string(store.NextResponse)
@@ -172,26 +173,12 @@ func (d *Desk) escalate(ctx context.Context, now time.Time, ladder []step, c sto
 	return nil
 }
 
-type step struct {
-	After   durationD
-	Raise   int
-	Urgency string
-	MoveTo  string
-	Notify  bool
-}
-
-type durationD interface{ D() time.Duration }
-
-func (d *Desk) ladder() []step {
-	r := d.routing()
-	if r == nil {
-		return nil
+// ladder is the escalation ladder of the rules in force.
+func (d *Desk) ladder() []config.EscalationStep {
+	if r := d.routing(); r != nil {
+		return r.SLA.Escalation
 	}
-	out := make([]step, 0, len(r.SLA.Escalation))
-	for _, s := range r.SLA.Escalation {
-		out = append(out, step{After: s.After, Raise: s.Raise, Urgency: s.Urgency, MoveTo: s.MoveTo, Notify: s.Notify})
-	}
-	return out
+	return nil
 }
 
 func (d *Desk) notify(ctx context.Context, c *store.Conversation, ev SLAEvent) {

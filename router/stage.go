@@ -201,7 +201,7 @@ func (s *Stage) route(batch []jetstream.Msg) {
 			}
 		}
 		if !r.Duplicate {
-			s.metrics.in.WithLabelValues(string(w.m.Channel)).Inc()
+			s.metrics.countIn(w.m.Channel)
 		}
 		if c.Status != store.StatusQueued {
 			// Assigned or waiting: it is with an agent, not in a queue.
