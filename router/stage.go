@@ -123,6 +123,12 @@ func (s *Stage) Run(ctx context.Context) error {
 			}
 		}
 	}
+	// Acks are fire-and-forget publishes; push the last batch's out of the
+	// client's buffer so a process that exits next does not lose them and
+	// redeliver work that was done.
+	if err := s.b.NC.FlushTimeout(s.opt.PublishTimeout); err != nil {
+		s.log.Warn("flush acks at stop", zap.Error(err))
+	}
 	return nil
 }
 
