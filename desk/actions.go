@@ -133,13 +133,26 @@ func (d *Desk) view(ctx context.Context, c *store.Conversation) (*View, error) {
 	if v.Contact, err = d.o.Store.Contact(ctx, c.ContactID); err != nil {
 		return nil, err
 	}
+	// Why it is here is what a person's message made of it; an
+	// out-of-office reply recorded since says only that it was not routed.
+	var autoExplain []string
 	for i := len(v.Messages) - 1; i >= 0; i-- {
 		m := v.Messages[i]
-		if m.Direction == store.In && m.Decision != nil {
-			if v.Explain == nil {
-				v.Explain = m.Decision.Explain
-			}
+		if m.Direction != store.In || m.Decision == nil {
+			continue
 		}
+		if m.Automatic != "" {
+			if autoExplain == nil {
+				autoExplain = m.Decision.Explain
+			}
+			continue
+		}
+		if v.Explain == nil {
+			v.Explain = m.Decision.Explain
+		}
+	}
+	if v.Explain == nil {
+		v.Explain = autoExplain
 	}
 	for _, m := range v.Messages {
 		if m.Decision != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -532,5 +533,43 @@ func TestAttachmentNamesStayNames(t *testing.T) {
 		if got := desk.FileName(in, 0); got != want {
 			t.Errorf("FileName(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// An out-of-office reply shows in the conversation, marked, and does not
+// take the place of the customer's message in why it is here.
+func TestViewMarksAutomaticMessages(t *testing.T) {
+	f := newFixture(t)
+	person := &message.Message{V: 1, ID: message.NewID(), Channel: message.Email, ChannelMessageID: "<v1@mail.example.com>",
+		ReceivedAt: f.clock.Now(), From: message.Party{Address: "li@example.com"}, To: message.Party{Address: "help@wallet.example"},
+		Subject: "Refund", Text: "where is my refund", Thread: message.Thread{MessageID: "<v1@mail.example.com>"}}
+	ooo := &message.Message{V: 1, ID: message.NewID(), Channel: message.Email, ChannelMessageID: "<v2@mail.example.com>",
+		ReceivedAt: f.clock.Now(), From: message.Party{Address: "li@example.com"}, To: message.Party{Address: "help@wallet.example"},
+		Subject: "Out of office", Text: "back on Monday", Automatic: message.AutoReply,
+		Thread: message.Thread{MessageID: "<v2@mail.example.com>", InReplyTo: "<v1@mail.example.com>"}}
+	res, err := f.st.Record(f.ctx, []store.Inbound{
+		{Msg: person, Decision: store.Decision{Queue: "payments", Urgency: message.Normal, Topic: "refund", Explain: []string{"refund rule"}}},
+		{Msg: ooo, Decision: store.Decision{Queue: "payments", Urgency: message.Normal, Topic: "refund",
+			Explain: []string{"refund rule", "automatic mail (auto-reply): recorded, not routed"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := f.d.Show(f.ctx, f.agent("root"), res[0].Conversation.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Messages) != 2 || v.Messages[1].Automatic != message.AutoReply || v.Messages[0].Automatic != "" {
+		t.Fatalf("view messages %+v; want the customer's, then the auto-reply marked", v.Messages)
+	}
+	if len(v.Explain) != 1 || v.Explain[0] != "refund rule" {
+		t.Fatalf("view explain %q; want the customer's message's", v.Explain)
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), `"automatic":"auto-reply"`) {
+		t.Fatalf("view JSON does not carry the automatic kind: %s", data)
 	}
 }

@@ -64,7 +64,8 @@ func (m *BusMirror) Remove(ctx context.Context, c *store.Conversation) error {
 func inbound(m *store.Message) *message.Message {
 	out := &message.Message{V: message.Version, ID: m.ID, Channel: m.Channel, ChannelMessageID: m.ChannelMessageID,
 		ReceivedAt: m.ReceivedAt, From: message.Party{Address: m.FromValue, Name: m.FromName}, To: message.Party{Address: m.To},
-		Subject: m.Subject, Text: m.Text, HTML: m.HTML, Thread: m.Thread, Language: m.Language, Extra: m.Extra}
+		Subject: m.Subject, Text: m.Text, HTML: m.HTML, Thread: m.Thread, Language: m.Language, Extra: m.Extra,
+		Automatic: m.Automatic}
 	for _, a := range m.Attachments {
 		out.Attachments = append(out.Attachments, message.Attachment{Name: a.Name, ContentType: a.ContentType, Size: a.Size, URL: a.Ref})
 	}

@@ -101,6 +101,38 @@ type Message struct {
 	// Extra holds channel-specific values: call status, recording URL,
 	// transcription, and so on. Keys are documented per connector.
 	Extra map[string]string `json:"extra,omitempty"`
+	// Automatic says a machine wrote the message, not the customer: an
+	// auto-reply, a bounce, bulk mail. It is recorded against the
+	// conversation it refers to but never routed as new work, and never
+	// answered automatically. Empty for a person's message.
+	Automatic Automatic `json:"automatic,omitempty"`
+}
+
+// Automatic is the kind of a machine-written message.
+type Automatic string
+
+// The kinds of machine-written messages.
+const (
+	// AutoReply: an out-of-office or other auto-responder answer
+	// (Auto-Submitted: auto-replied, X-Autoreply, ...).
+	AutoReply Automatic = "auto-reply"
+	// Bounce: a delivery status notification about mail we sent.
+	Bounce Automatic = "bounce"
+	// Bulk: list or bulk mail (Precedence: bulk/list/junk, List-Id with
+	// Auto-Submitted), not a customer writing to us.
+	Bulk Automatic = "bulk"
+	// Loop: mail that came from inroute itself (one of our own
+	// addresses, or our own Message-ID), seen again.
+	Loop Automatic = "loop"
+)
+
+// Valid reports whether a is a known kind (or empty).
+func (a Automatic) Valid() bool {
+	switch a {
+	case "", AutoReply, Bounce, Bulk, Loop:
+		return true
+	}
+	return false
 }
 
 // Party is one end of a message. Address is the channel's own address of
@@ -191,6 +223,9 @@ func (m *Message) Validate() error {
 		if a.Size < 0 {
 			bad("attachments[%d].size is negative", i)
 		}
+	}
+	if !m.Automatic.Valid() {
+		bad("unknown automatic kind %q", m.Automatic)
 	}
 	if len(m.Extra) > maxExtraEntries {
 		bad("more than %d extra entries", maxExtraEntries)

@@ -17,6 +17,7 @@ import (
 	"github.com/inroute/inroute/bus"
 	"github.com/inroute/inroute/message"
 	"github.com/inroute/inroute/store"
+	"github.com/oklog/ulid/v2"
 )
 
 // Store is what sending needs from the store.
@@ -40,6 +41,9 @@ type Outbox struct {
 	Pub   Publisher
 	// AgentPhone gives an agent's own number, rung first on a call-back.
 	AgentPhone func(agent string) string
+	// MailDomain is the domain of e-mail replies' Message-IDs (the first
+	// mailbox's). Empty: the domain of the address the customer wrote to.
+	MailDomain string
 }
 
 // Request is a reply to send. Channel and the recipient default to the
@@ -117,6 +121,11 @@ func (o *Outbox) Send(ctx context.Context, r Request) (*store.Message, bool, err
 			reply.Thread.InReplyTo = id
 			reply.Thread.References = append(slices.Clone(latest.Thread.References), id)
 		}
+		// The Message-ID names the reply, so a bounce that quotes it can be
+		// turned into a failed delivery of this reply (ReplyIDFromMessageID),
+		// and the store threads the customer's answer to it.
+		reply.ID = message.NewID()
+		reply.Thread.MessageID = "<" + reply.ID + "@" + o.mailDomain(latest.To) + ">"
 	}
 	m, created, err := o.Store.RecordReply(ctx, reply)
 	if err != nil {
@@ -187,6 +196,57 @@ func (o *Outbox) Sweep(ctx context.Context, now time.Time, age time.Duration) (i
 		n++
 	}
 	return n, errors.Join(errs...)
+}
+
+// fallbackDomain is for Message-IDs when no domain of ours is known: the
+// .invalid top-level domain can never be anyone's.
+const fallbackDomain = "inroute.invalid"
+
+// mailDomain is the right-hand side of a reply's Message-ID.
+func (o *Outbox) mailDomain(to string) string {
+	if d := strings.TrimSpace(o.MailDomain); d != "" {
+		return d
+	}
+	if _, d, ok := strings.Cut(strings.TrimSpace(to), "@"); ok && validDomain(d) {
+		return strings.ToLower(d)
+	}
+	return fallbackDomain
+}
+
+// validDomain accepts what may stand right of the "@" in a Message-ID
+// unquoted: a stored address could be anything a connector was given.
+func validDomain(d string) bool {
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for _, r := range d {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// ReplyIDFromMessageID returns the id of the reply whose Message-ID is
+// msgID ("<ULID@domain>", as Send makes them, angle brackets optional),
+// and false when msgID does not have that form. The e-mail connector uses
+// it to turn a bounce into a failed delivery of that reply; the id is a
+// candidate only, and names a reply only if the store has one by that id.
+func ReplyIDFromMessageID(msgID string) (string, bool) {
+	s := strings.TrimSpace(msgID)
+	if strings.HasPrefix(s, "<") != strings.HasSuffix(s, ">") {
+		return "", false
+	}
+	s = strings.TrimSuffix(strings.TrimPrefix(s, "<"), ">")
+	local, domain, ok := strings.Cut(s, "@")
+	if !ok || domain == "" || strings.Contains(domain, "@") {
+		return "", false
+	}
+	id, err := ulid.ParseStrict(local)
+	if err != nil {
+		return "", false
+	}
+	return id.String(), true
 }
 
 func (o *Outbox) phone(agent string) string {

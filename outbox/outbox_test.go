@@ -4,6 +4,7 @@ import (
 	"errors"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,6 +80,18 @@ func TestEmailReplyThreads(t *testing.T) {
 	if o.To != "li@example.com" || o.From != "help@wallet.example" || o.Agent != "ann" || o.ConversationID != id {
 		t.Errorf("outbound %+v", o)
 	}
+	// No mail domain configured: the domain the customer wrote to.
+	if want := "<" + o.ID + "@wallet.example>"; o.Thread.MessageID != want || rep.Thread.MessageID != want || rep.ID != o.ID {
+		t.Errorf("Message-ID %q (stored %q), want %q", o.Thread.MessageID, rep.Thread.MessageID, want)
+	}
+	if got, ok := outbox.ReplyIDFromMessageID(o.Thread.MessageID); !ok || got != o.ID {
+		t.Errorf("ReplyIDFromMessageID(%q) = %q, %v; want the reply's id %s", o.Thread.MessageID, got, ok, o.ID)
+	}
+	// A repeat is the first reply, Message-ID and all.
+	again, created, err := ob.Send(t.Context(), outbox.Request{ConversationID: id, Text: "It is on its way", Key: "k1", Agent: "ann"})
+	if err != nil || created || again.ID != rep.ID || again.Thread.MessageID != rep.Thread.MessageID {
+		t.Errorf("repeat: %v created=%v id %s Message-ID %q; want the first reply", err, created, again.ID, again.Thread.MessageID)
+	}
 	if got, _ := st.Unpublished(t.Context(), time.Now().Add(time.Hour), 10); len(got) != 0 {
 		t.Errorf("a published reply is listed unpublished: %v", got)
 	}
@@ -94,6 +107,8 @@ func TestAppReplyAddresses(t *testing.T) {
 	}
 	if o := last(t, b, message.App); o.From != "wallet" || o.To != "u-42" {
 		t.Fatalf("app reply from %q to %q", o.From, o.To)
+	} else if o.Thread.MessageID != "" {
+		t.Fatalf("app reply has a Message-ID %q", o.Thread.MessageID)
 	}
 }
 
@@ -104,5 +119,106 @@ func TestCallBackNeedsTheAgentsPhone(t *testing.T) {
 	_, _, err := ob.Send(t.Context(), outbox.Request{ConversationID: id, Channel: message.Voice, Text: "calling", Key: "k", Agent: "ann"})
 	if !errors.Is(err, outbox.ErrNoAgentPhone) {
 		t.Fatalf("call-back without a phone: %v", err)
+	}
+}
+
+func mail(from, to, id, subject string) *message.Message {
+	return &message.Message{V: 1, ID: message.NewID(), Channel: message.Email, ChannelMessageID: id,
+		ReceivedAt: time.Now().UTC(), From: message.Party{Address: from}, To: message.Party{Address: to},
+		Subject: subject, Text: "text of " + id, Thread: message.Thread{MessageID: id}}
+}
+
+// The Message-ID's domain: the configured one, else the address written
+// to, else one that can be nobody's.
+func TestReplyMessageIDDomain(t *testing.T) {
+	cases := []struct{ name, mailDomain, to, want string }{
+		{"Configured", "support.example", "help@wallet.example", "support.example"},
+		{"AddressWrittenTo", "", "Help@Wallet.Example", "wallet.example"},
+		{"NoAddress", "", "", "inroute.invalid"},
+		{"NotAnAddress", "", "wallet", "inroute.invalid"},
+		{"OddAddress", "", "help@wallet.example>", "inroute.invalid"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ob, st, b := setup(t)
+			ob.MailDomain = tc.mailDomain
+			id := record(t, st, mail("li@example.com", tc.to, "<d"+strconv.Itoa(i)+"@mail.example.com>", "Hello"))
+			rep, _, err := ob.Send(t.Context(), outbox.Request{ConversationID: id, Text: "hi", Key: "k", Agent: "ann"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := "<" + rep.ID + "@" + tc.want + ">"; rep.Thread.MessageID != want || last(t, b, message.Email).Thread.MessageID != want {
+				t.Fatalf("Message-ID %q, want %q", rep.Thread.MessageID, want)
+			}
+		})
+	}
+}
+
+func TestReplyIDFromMessageID(t *testing.T) {
+	id := message.NewID()
+	cases := []struct {
+		in   string
+		want string
+		ok   bool
+	}{
+		{"<" + id + "@wallet.example>", id, true},
+		{" <" + id + "@inroute.invalid>\r\n", id, true},
+		{id + "@wallet.example", id, true},
+		{"<" + strings.ToLower(id) + "@wallet.example>", id, true},
+		{"<" + id + ">", "", false},
+		{"<" + id + "@>", "", false},
+		{"<" + id + "@a@b>", "", false},
+		{"<" + id + "@wallet.example", "", false},
+		{"<CAF=abc123@mail.gmail.com>", "", false},
+		{"<" + id + "x@wallet.example>", "", false},
+		{"", "", false},
+	}
+	for _, tc := range cases {
+		got, ok := outbox.ReplyIDFromMessageID(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("ReplyIDFromMessageID(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// The customer's answer to a reply's Message-ID joins the conversation,
+// even when the subject was rewritten and the token lost.
+func TestAnswerToReplyJoins(t *testing.T) {
+	ob, st, _ := setup(t)
+	first := mail("li@example.com", "help@wallet.example", "<q1@mail.example.com>", "Refund not received")
+	id := record(t, st, first)
+	rep, _, err := ob.Send(t.Context(), outbox.Request{ConversationID: id, Text: "Which order?", Key: "k1", Agent: "ann"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := mail("li@example.com", "help@wallet.example", "<q2@mail.example.com>", "order 1234")
+	answer.Thread.InReplyTo = rep.Thread.MessageID
+	res, err := st.Record(t.Context(), []store.Inbound{{Msg: answer, Decision: store.Decision{Queue: "general", Urgency: message.Low, Topic: "orders"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].Joined || res[0].Conversation.ID != id {
+		t.Fatalf("answer to %s: joined=%v conversation %d (%s); want %d", rep.Thread.MessageID, res[0].Joined, res[0].Conversation.ID, res[0].Threading, id)
+	}
+}
+
+// An out-of-office reply recorded on the conversation does not become the
+// recipient of the agent's next reply.
+func TestReplyGoesToThePersonNotTheAutoReplier(t *testing.T) {
+	ob, st, b := setup(t)
+	first := mail("li@example.com", "help@wallet.example", "<r1@mail.example.com>", "Refund not received")
+	id := record(t, st, first)
+	ooo := mail("li.assistant@example.com", "help@wallet.example", "<r2@mail.example.com>", "Out of office")
+	ooo.Automatic = message.AutoReply
+	ooo.Thread.InReplyTo = first.Thread.MessageID
+	if got := record(t, st, ooo); got != id {
+		t.Fatalf("auto-reply recorded on conversation %d, want %d", got, id)
+	}
+	if _, _, err := ob.Send(t.Context(), outbox.Request{ConversationID: id, Text: "It is on its way", Key: "k1", Agent: "ann"}); err != nil {
+		t.Fatal(err)
+	}
+	o := last(t, b, message.Email)
+	if o.To != "li@example.com" || o.Thread.InReplyTo != first.Thread.MessageID || !strings.HasPrefix(o.Subject, "Re: Refund not received") {
+		t.Fatalf("reply to %q in reply to %q subject %q; want the customer's mail answered", o.To, o.Thread.InReplyTo, o.Subject)
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/inroute/inroute/bus"
@@ -181,7 +183,11 @@ func (s *Stage) route(batch []jetstream.Msg) {
 			s.deadLetter(ctx, in, err)
 			continue
 		}
-		work = append(work, decided{in: in, m: m, d: s.decider.Decide(m)})
+		d := s.decider.Decide(m)
+		if m.Automatic != "" {
+			d = automatic(m, d)
+		}
+		work = append(work, decided{in: in, m: m, d: d})
 	}
 	if len(work) == 0 {
 		return
@@ -197,6 +203,16 @@ func (s *Stage) route(batch []jetstream.Msg) {
 	for i, w := range work {
 		r := results[i]
 		c := r.Conversation
+		if r.Automatic || w.m.Automatic != "" {
+			// Recorded, and that is all: no queue item, no auto-reply (an
+			// answer to an auto-responder is how mail loops start).
+			s.ack(w.in, w.m.ID)
+			if ce := s.log.Check(zap.DebugLevel, "recorded automatic message"); ce != nil {
+				ce.Write(zap.String("message_id", w.m.ID), zap.String("automatic", string(w.m.Automatic)),
+					zap.Int64("conversation", c.ID), zap.Bool("duplicate", r.Duplicate), zap.String("threading", r.Threading))
+			}
+			continue
+		}
 		if w.d.AutoReply != "" && r.Started && s.opt.AutoReply != nil {
 			// Before the ack: a failure here redelivers the message, and
 			// the reply's key (one per conversation) keeps it to one.
@@ -258,6 +274,24 @@ func (s *Stage) route(batch []jetstream.Msg) {
 			_ = p.in.NakWithDelay(time.Second)
 		}
 	}
+}
+
+// automatic keeps the decision on a machine-written message for the
+// record (an agent who opens the conversation sees what the rules made of
+// it) and says why nothing came of it. The connector may say what gave
+// the message away in extra "automatic_reason".
+func automatic(m *message.Message, d Decision) Decision {
+	what := "automatic message"
+	if m.Channel == message.Email {
+		what = "automatic mail"
+	}
+	kind := string(m.Automatic)
+	if reason := strings.TrimSpace(m.Extra["automatic_reason"]); reason != "" {
+		kind += ": " + reason
+	}
+	d.Explain = append(slices.Clip(d.Explain), fmt.Sprintf("%s (%s): recorded, not routed", what, kind))
+	d.AutoReply = ""
+	return d
 }
 
 // poisonAfter is how many deliveries a message that fails to record on its

@@ -3,6 +3,7 @@ package router_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -474,5 +475,106 @@ func TestPoisonMessageIsIsolated(t *testing.T) {
 	}
 	if !strings.Contains(raw.Header.Get(bus.HeaderDeadReason), "injected") {
 		t.Fatalf("reason %q", raw.Header.Get(bus.HeaderDeadReason))
+	}
+}
+
+// autoReplyDecider asks for an auto-reply on every message.
+type autoReplyDecider struct{ router.Decider }
+
+func (d autoReplyDecider) Decide(m *message.Message) router.Decision {
+	dec := d.Decider.Decide(m)
+	dec.AutoReply = "received"
+	return dec
+}
+
+// autoReplies records the auto-replies the stage asks for.
+type autoReplies struct {
+	mu    sync.Mutex
+	convs map[string]int64 // message id -> conversation
+}
+
+func (a *autoReplies) AutoReply(_ context.Context, m *message.Message, _ string, conversation int64) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.convs[m.ID] = conversation
+	return nil
+}
+
+func (a *autoReplies) sent() map[string]int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.convs)
+}
+
+// A machine-written message is recorded and acked, but never queued and
+// never answered; the person's message in the same batch is routed as ever.
+func TestAutomaticRecordedNotRouted(t *testing.T) {
+	srv := testbus.Start(t)
+	b := srv.Connect(t)
+	person := msg(message.Email, "<p1@mail.example.com>", "where is my refund")
+	person.Thread.MessageID = "<p1@mail.example.com>"
+	ooo := msg(message.Email, "<o1@mail.example.com>", "I am out of the office")
+	ooo.Automatic = message.AutoReply
+	ooo.Thread = message.Thread{MessageID: "<o1@mail.example.com>", InReplyTo: person.Thread.MessageID}
+	ooo.Extra = map[string]string{"automatic_reason": "Auto-Submitted: auto-replied"}
+	bounce := msg(message.Email, "<b1@mx.example.net>", "delivery failed")
+	bounce.Automatic = message.Bounce
+	// Published before the stage starts, so they are routed as one batch.
+	publishAsync(t, b, []*message.Message{person, ooo, bounce})
+	replies := &autoReplies{convs: map[string]int64{}}
+	startStageWith(t, b, autoReplyDecider{guidance()}, router.Options{AutoReply: replies})
+
+	// Every message acked, the automatic ones included.
+	testbus.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		cons, err := b.JS.Consumer(context.Background(), bus.StreamInbound, bus.ConsumerRouter)
+		if err != nil {
+			return err // the stage has not made it yet
+		}
+		info, err := cons.Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if info.AckFloor.Stream != 3 || info.NumAckPending != 0 || info.NumPending != 0 {
+			return fmt.Errorf("router consumer: acked up to %d, %d ack pending, %d pending", info.AckFloor.Stream, info.NumAckPending, info.NumPending)
+		}
+		return nil
+	})
+	if items := readQueue(t, b, 10); len(items) != 1 || items[0].ID != person.ID {
+		ids := []string{}
+		for _, it := range items {
+			ids = append(ids, it.ID)
+		}
+		t.Fatalf("queue items %v; want only the person's message %s", ids, person.ID)
+	}
+	sent := replies.sent()
+	if _, ok := sent[person.ID]; !ok || len(sent) != 1 {
+		t.Fatalf("auto-replies to %v; want one, to the person's message %s", sent, person.ID)
+	}
+
+	st := openStore(t)
+	ctx := context.Background()
+	conv := sent[person.ID]
+	msgs, err := st.Messages(ctx, conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 2 || msgs[1].ID != ooo.ID || msgs[1].Automatic != message.AutoReply {
+		t.Fatalf("conversation %d holds %d messages; want the person's and then the auto-reply, marked", conv, len(msgs))
+	}
+	d := msgs[1].Decision
+	want := "automatic mail (auto-reply: Auto-Submitted: auto-replied): recorded, not routed"
+	if d == nil || len(d.Explain) == 0 || d.Explain[len(d.Explain)-1] != want || d.AutoReply != "" {
+		t.Fatalf("auto-reply's decision %+v; want the explanation %q last and no auto-reply template", d, want)
+	}
+	if c, err := st.Conversation(ctx, conv); err != nil || c.Status != store.StatusQueued || c.Urgency != message.Low {
+		t.Fatalf("conversation %d: %+v, %v; want it queued at low, as the person's message left it", conv, c, err)
+	}
+	contacts, err := st.FindContacts(ctx, bounce.From.Address)
+	if err != nil || len(contacts) != 1 {
+		t.Fatalf("bounce sender: %v, %v", contacts, err)
+	}
+	convs, err := st.ContactConversations(ctx, contacts[0].ID)
+	if err != nil || len(convs) != 1 || convs[0].Status != store.StatusResolved {
+		t.Fatalf("bounce's conversations %+v, %v; want one, resolved", convs, err)
 	}
 }

@@ -181,6 +181,10 @@ type Message struct {
 	Author string `json:"author,omitempty"`
 	// Auto marks an auto-reply.
 	Auto bool `json:"auto,omitempty"`
+	// Automatic is set on an inbound message a machine wrote (an
+	// out-of-office reply, a bounce): the agent sees it, but it was never
+	// work of its own.
+	Automatic message.Automatic `json:"automatic,omitempty"`
 	// PublishedAt is when a reply was handed to its channel's connector.
 	PublishedAt    *time.Time `json:"published_at,omitempty"`
 	DeliveryStatus string     `json:"delivery_status,omitempty"`
@@ -206,6 +210,9 @@ const (
 	EventNote         = "note"
 	EventUrgency      = "urgency_changed"
 	EventSLABreached  = "sla_breached"
+	// EventAutomatic: a machine-written message was recorded on the
+	// conversation without changing it.
+	EventAutomatic = "automatic"
 )
 
 // Event is one line of the append-only log.
@@ -250,10 +257,20 @@ type Result struct {
 	PrevStatus  Status
 	// Threading explains, in words, how the conversation was found.
 	Threading string
+	// Automatic: the message was machine-written (message.Automatic) and
+	// only recorded: it changed no conversation, so the caller must
+	// neither enqueue it nor answer it. Also set on its Duplicate.
+	Automatic bool
 }
 
 // Reply is an outbound message to record.
 type Reply struct {
+	// ID, if set, is the reply's message id (a ULID from message.NewID);
+	// empty lets RecordReply choose one. The e-mail outbox sets it so the
+	// Message-ID it puts on the mail names the reply, and a bounce can be
+	// traced back to it. A repeated Key returns the first reply, whatever
+	// ID the repeat carries.
+	ID             string
 	ConversationID int64
 	Channel        message.Channel
 	// ToKind/ToValue is the identity the reply goes to.
@@ -459,7 +476,10 @@ type Store interface {
 	// Escalate records an SLA breach or escalation step; false if another
 	// process recorded it first.
 	Escalate(ctx context.Context, e Escalation) (bool, error)
-	// LatestInbound is the conversation's latest customer message.
+	// LatestInbound is the conversation's latest customer message. A
+	// machine-written one (Automatic) counts only when the conversation
+	// has no other: replies default to its channel and sender, and an
+	// out-of-office answer or a bounce must not become the recipient.
 	LatestInbound(ctx context.Context, conversationID int64) (*Message, error)
 
 	// Purge removes resolved conversations resolved before cutoff, their

@@ -1067,6 +1067,7 @@ function messageItem(m) {
     meta.push(el('span', { class: 'author', 'data-testid': 'message-author' }, m.author));
   }
   if (m.auto) meta.push(el('span', { class: 'chip auto', 'data-testid': 'auto-reply' }, t('autoReply')));
+  if (m.automatic) meta.push(el('span', { class: 'chip auto', 'data-testid': 'automatic', title: m.automatic }, tOr('automatic_' + m.automatic, m.automatic)));
   if (!inbound && m.delivery_status) {
     const st = m.delivery_status;
     meta.push(el('span', { class: 'chip delivery d-' + st, 'data-testid': 'delivery', 'data-status': st, title: m.delivery_error || '' },

@@ -399,8 +399,10 @@ func (s *Store) Escalate(ctx context.Context, e store.Escalation) (bool, error) 
 // LatestInbound implements store.Store.
 func (s *Store) LatestInbound(ctx context.Context, conversationID int64) (*store.Message, error) {
 	var id string
+	// A person's message first: replies go to its channel and sender, and
+	// a bounce's sender is the mail server.
 	err := s.db.QueryRowContext(ctx, s.q(`SELECT id FROM messages WHERE conversation_id = ? AND direction = 'in'
-		ORDER BY received_at DESC, created_at DESC, id DESC LIMIT 1`), conversationID).Scan(&id)
+		ORDER BY CASE WHEN automatic = '' THEN 0 ELSE 1 END, received_at DESC, created_at DESC, id DESC LIMIT 1`), conversationID).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("conversation %d has no customer message: %w", conversationID, store.ErrNotFound)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/inroute/inroute/message"
 	"github.com/inroute/inroute/store"
+	"github.com/oklog/ulid/v2"
 )
 
 // RecordReply implements store.Store.
@@ -20,6 +21,13 @@ func (s *Store) RecordReply(ctx context.Context, r store.Reply) (*store.Message,
 	}
 	if !r.Channel.Valid() {
 		return nil, false, fmt.Errorf("record reply: unknown channel %q", r.Channel)
+	}
+	if r.ID != "" {
+		// Ids sort by time and name one message everywhere; a caller's id
+		// must be the same kind of id as ours.
+		if _, err := ulid.ParseStrict(r.ID); err != nil {
+			return nil, false, fmt.Errorf("record reply: id %q is not a ULID: %w", r.ID, err)
+		}
 	}
 	var id string
 	var created bool
@@ -49,7 +57,21 @@ func (s *Store) RecordReply(ctx context.Context, r store.Reply) (*store.Message,
 		if r.IfHolder != "" && (c.Assignee != r.IfHolder || (c.Status != store.StatusAssigned && c.Status != store.StatusWaiting)) {
 			return fmt.Errorf("conversation %d is no longer held by %s: %w", c.ID, r.IfHolder, store.ErrConflict)
 		}
-		id = message.NewID()
+		id = r.ID
+		if id == "" {
+			id = message.NewID()
+		} else {
+			// Checked here, not left to the primary key: a unique violation
+			// counts as a race and would be retried in vain.
+			var one int
+			err := tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM messages WHERE id = ?`), id).Scan(&one)
+			if err == nil {
+				return fmt.Errorf("message id %s is taken: %w", id, store.ErrConflict)
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("check reply id %s: %w", id, err)
+			}
+		}
 		now := us(s.o.Now())
 		thread, _ := json.Marshal(r.Thread)
 		auto := 0

@@ -118,7 +118,7 @@ func (s *Store) Waiting(ctx context.Context, f store.QueueFilter) ([]store.Conve
 func (s *Store) Messages(ctx context.Context, conversationID int64) ([]store.Message, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, conversation_id, contact_id, direction, channel, channel_message_id,
 		from_kind, from_value, from_name, to_address, subject, text, html, thread_json, language, extra_json,
-		decision_json, threading, delivery_status, delivery_error, received_at, author, auto, published_at
+		decision_json, threading, delivery_status, delivery_error, received_at, author, auto, published_at, automatic
 		FROM messages WHERE conversation_id = ? ORDER BY received_at, created_at, id`), conversationID)
 	if err != nil {
 		return nil, fmt.Errorf("messages of conversation %d: %w", conversationID, err)
@@ -127,17 +127,17 @@ func (s *Store) Messages(ctx context.Context, conversationID int64) ([]store.Mes
 	index := map[string]int{}
 	for rows.Next() {
 		var m store.Message
-		var dir, ch, thread, extra, dec string
+		var dir, ch, thread, extra, dec, automatic string
 		var received, auto int64
 		var published sql.NullInt64
 		if err := rows.Scan(&m.ID, &m.ConversationID, &m.ContactID, &dir, &ch, &m.ChannelMessageID, &m.FromKind, &m.FromValue,
 			&m.FromName, &m.To, &m.Subject, &m.Text, &m.HTML, &thread, &m.Language, &extra, &dec, &m.Threading,
-			&m.DeliveryStatus, &m.DeliveryError, &received, &m.Author, &auto, &published); err != nil {
+			&m.DeliveryStatus, &m.DeliveryError, &received, &m.Author, &auto, &published, &automatic); err != nil {
 			rows.Close()
 			return nil, err
 		}
 		m.Direction, m.Channel, m.ReceivedAt, m.Auto = store.Direction(dir), message.Channel(ch), fromUS(received), auto != 0
-		m.PublishedAt = nullTime(published)
+		m.PublishedAt, m.Automatic = nullTime(published), message.Automatic(automatic)
 		_ = json.Unmarshal([]byte(thread), &m.Thread)
 		if extra != "" && extra != "{}" {
 			_ = json.Unmarshal([]byte(extra), &m.Extra)

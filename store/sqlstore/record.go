@@ -217,7 +217,8 @@ func (b *batch) run(in []store.Inbound) ([]store.Result, error) {
 					return nil, err
 				}
 			}
-			out[i] = store.Result{MessageID: e.id, Conversation: *c, Started: e.threading == threadNew}
+			out[i] = store.Result{MessageID: e.id, Conversation: *c, Automatic: e.automatic != "",
+				Started: e.threading == threadNew || strings.HasSuffix(e.threading, threadAutomaticNew)}
 		}
 		out[i].Duplicate, out[i].Joined, out[i].Reopened, out[i].Threading = true, false, false, "already recorded"
 	}
@@ -228,6 +229,7 @@ type existingMsg struct {
 	id        string
 	conv      int64
 	threading string
+	automatic string
 }
 
 // findExisting finds which messages of the batch are already stored. It
@@ -244,10 +246,10 @@ func (b *batch) findExisting(in []store.Inbound) (map[identKey]existingMsg, erro
 		}
 	}
 	found := map[identKey]existingMsg{}
-	err := b.eachChunk(ids, `SELECT channel, channel_message_id, id, conversation_id, threading FROM messages WHERE channel_message_id IN `, func(rows *sql.Rows) error {
+	err := b.eachChunk(ids, `SELECT channel, channel_message_id, id, conversation_id, threading, automatic FROM messages WHERE channel_message_id IN `, func(rows *sql.Rows) error {
 		var k identKey
 		var e existingMsg
-		if err := rows.Scan(&k.kind, &k.value, &e.id, &e.conv, &e.threading); err != nil {
+		if err := rows.Scan(&k.kind, &k.value, &e.id, &e.conv, &e.threading, &e.automatic); err != nil {
 			return err
 		}
 		if want[k] {
@@ -560,6 +562,9 @@ func (b *batch) place(w *work, n int) (store.Result, error) {
 	m, d := w.in.Msg, w.in.Decision
 	customer := b.rootOf(w.writer)
 	conv, how := b.thread(m, customer, d)
+	if m.Automatic != "" {
+		return b.placeAutomatic(w, n, customer, conv, how)
+	}
 	res := store.Result{MessageID: m.ID, Threading: how}
 	kind := store.EventRouted
 	if conv == nil {
@@ -607,14 +612,69 @@ func (b *batch) place(w *work, n int) (store.Result, error) {
 	return res, nil
 }
 
+// placeAutomatic records a machine-written message. It is history, not
+// work: on the conversation it refers to it changes nothing (no status,
+// urgency, queue or response target moves, a resolved one stays
+// resolved), and with nothing to refer to it gets a conversation that is
+// resolved from the start, so no agent is ever handed it.
+func (b *batch) placeAutomatic(w *work, n int, customer int64, conv *store.Conversation, how string) (store.Result, error) {
+	m, d := w.in.Msg, w.in.Decision
+	res := store.Result{MessageID: m.ID, Threading: how, Automatic: true}
+	if conv == nil {
+		res.Started = true
+		id, err := b.alloc("conversations", n)
+		if err != nil {
+			return res, err
+		}
+		topic := d.Topic
+		if topic == "" {
+			topic = "general"
+		}
+		resolved := b.now
+		conv = &store.Conversation{
+			ID: id, ContactID: w.writer, CustomerID: customer, Channel: m.Channel, LastChan: m.Channel, Status: store.StatusResolved,
+			Queue: d.Queue, Urgency: d.Urgency, Topic: topic, Subject: m.Subject, RulesVersion: d.RulesVersion,
+			CreatedAt: b.now, UpdatedAt: b.now, QueuedAt: b.now, LastInboundAt: b.now, ResolvedAt: &resolved,
+		}
+		b.convs[id] = conv
+		b.cands[customer] = append(b.cands[customer], conv)
+		b.dirty[id] = true
+		b.dirtyOrder = append(b.dirtyOrder, id)
+	} else {
+		res.Joined = true
+		res.PrevQueue, res.PrevUrgency, res.PrevStatus = conv.Queue, conv.Urgency, conv.Status
+	}
+	res.Conversation = *conv
+	// Its own Message-ID is not registered for threading: a loop carries
+	// the Message-ID of our own reply, and a later answer to that reply
+	// must find the reply's conversation, not this copy's.
+	b.addMessage(w.in, w.ids[0], w.writer, conv.ID, how)
+	data, _ := json.Marshal(map[string]string{
+		"message_id": m.ID, "channel": string(m.Channel), "automatic": string(m.Automatic), "threading": how,
+	})
+	b.events = append(b.events, conv.ID, w.writer, store.EventAutomatic, "router", us(b.now), string(data))
+	return res, nil
+}
+
 // thread finds the conversation m continues, or nil for a new one, and
 // says how in words. The rules, in order: e-mail references, the
 // conversation token in the subject, the same chat channel within the
 // chat window, an open conversation on the same topic on any channel.
 // Only the customer's own conversations are ever considered.
+//
+// A machine-written message (m.Automatic) follows only what it names:
+// its references and the token. References may lead to any customer's
+// conversation, in any state (the token only to the sender's own): a bounce comes from the mail server, an out-of-office
+// reply often from another address than the one we wrote to, and the
+// message is only recorded there, never shown as that customer's work.
+// Being near in time or topic proves nothing about where it belongs.
 func (b *batch) thread(m *message.Message, customer int64, d store.Decision) (*store.Conversation, string) {
 	o := b.s.o
+	auto := m.Automatic != ""
 	usable := func(c *store.Conversation) bool {
+		if auto {
+			return true
+		}
 		if c.CustomerID != customer {
 			return false
 		}
@@ -624,14 +684,17 @@ func (b *batch) thread(m *message.Message, customer int64, d store.Decision) (*s
 		return c.ResolvedAt != nil && !c.ResolvedAt.Before(b.now.Add(-o.ReopenWindow))
 	}
 	verb := func(c *store.Conversation) string {
-		if c.Status.Open() {
+		switch {
+		case auto:
+			return fmt.Sprintf("automatic message (%s) recorded on", m.Automatic)
+		case c.Status.Open():
 			return "joined"
 		}
 		return "reopened"
 	}
 	for _, r := range threadRefs(m.Thread) {
 		var c *store.Conversation
-		if t, ok := b.threadConv[r]; ok && t.customer == customer {
+		if t, ok := b.threadConv[r]; ok && (auto || t.customer == customer) {
 			c = b.convs[t.conv]
 		} else if id, ok := b.refConv[r]; ok {
 			c = b.convs[id]
@@ -642,9 +705,14 @@ func (b *batch) thread(m *message.Message, customer int64, d store.Decision) (*s
 	}
 	if match := tokenRE.FindStringSubmatch(m.Subject); match != nil {
 		id, _ := strconv.ParseInt(match[1], 10, 64)
-		if c, ok := b.convs[id]; ok && usable(c) {
+		// A token is easy to guess, unlike a Message-ID: a machine's
+		// message follows it only into the sender's own conversations.
+		if c, ok := b.convs[id]; ok && usable(c) && (!auto || c.CustomerID == customer) {
 			return c, fmt.Sprintf("%s conversation %d: its token %s is in the subject", verb(c), c.ID, c.Token())
 		}
+	}
+	if auto {
+		return nil, fmt.Sprintf("automatic message (%s) %s", m.Automatic, threadAutomaticNew)
 	}
 	cands := b.cands[customer]
 	if m.Channel != message.Email {
@@ -674,6 +742,10 @@ func (b *batch) thread(m *message.Message, customer int64, d store.Decision) (*s
 // threadNew is the threading of a message that starts a conversation.
 const threadNew = "new conversation"
 
+// threadAutomaticNew ends the threading of a machine-written message that
+// started its (resolved) conversation; a duplicate recognises it by this.
+const threadAutomaticNew = "with no conversation to join: recorded as resolved"
+
 // join updates c for a new customer message: the higher urgency wins, a
 // resolved conversation reopens, one waiting on the customer goes back to
 // its agent (or to the queue if it has none).
@@ -701,7 +773,7 @@ func (b *batch) join(c *store.Conversation, m *message.Message, d store.Decision
 	}
 }
 
-const msgColumns = 21
+const msgColumns = 22
 
 func (b *batch) addMessage(in *store.Inbound, from store.Identity, writer, conv int64, how string) {
 	m := in.Msg
@@ -712,9 +784,13 @@ func (b *batch) addMessage(in *store.Inbound, from store.Identity, writer, conv 
 		extra = string(e)
 	}
 	dec, _ := json.Marshal(in.Decision)
+	threadID := m.Thread.MessageID
+	if m.Automatic != "" {
+		threadID = "" // see placeAutomatic: never a threading target
+	}
 	b.msgs = append(b.msgs, m.ID, conv, writer, string(store.In), string(m.Channel), m.ChannelMessageID,
-		from.Kind, from.Value, m.From.Name, m.To.Address, m.Subject, m.Text, m.HTML, m.Thread.MessageID,
-		string(thread), m.Language, extra, string(dec), how, us(m.ReceivedAt), us(b.now))
+		from.Kind, from.Value, m.From.Name, m.To.Address, m.Subject, m.Text, m.HTML, threadID,
+		string(thread), m.Language, extra, string(dec), how, string(m.Automatic), us(m.ReceivedAt), us(b.now))
 	b.nMsgs++
 	atts := in.Attachments
 	if atts == nil {
@@ -766,7 +842,7 @@ func (b *batch) flush() error {
 	}
 	n, err := b.insertRows(`INSERT INTO messages (id, conversation_id, contact_id, direction, channel, channel_message_id,
 		from_kind, from_value, from_name, to_address, subject, text, html, thread_message_id, thread_json, language,
-		extra_json, decision_json, threading, received_at, created_at) VALUES `, msgColumns, b.msgs,
+		extra_json, decision_json, threading, automatic, received_at, created_at) VALUES `, msgColumns, b.msgs,
 		` ON CONFLICT (channel, channel_message_id) DO NOTHING`)
 	if err != nil {
 		return fmt.Errorf("insert messages: %w", err)

@@ -15,6 +15,8 @@ var outboundTests = []contractTest{
 	{"DeliveryNeverGoesBack", testDeliveryNeverGoesBack},
 	{"ReplyUnknownConversation", testReplyUnknownConversation},
 	{"UnpublishedUntilMarked", testUnpublished},
+	{"ReplyWithGivenID", testReplyWithGivenID},
+	{"AnswerToReplyMessageIDJoins", testAnswerToReplyMessageIDJoins},
 }
 
 func testUnpublished(t *testing.T, b Backend) {
@@ -162,3 +164,75 @@ func testReplyUnknownConversation(t *testing.T, b Backend) {
 }
 
 const hex64 = "0000000000000000000000000000000000000000000000000000000000000001"
+
+// The outbox chooses an e-mail reply's id itself, to name the reply in its
+// Message-ID; the store keeps that id, and the key still decides repeats.
+func testReplyWithGivenID(t *testing.T, b Backend) {
+	s, in := replyFixture(t, b)
+	ctx := context.Background()
+	id := message.NewID()
+	r := store.Reply{ID: id, ConversationID: in.Conversation.ID, Channel: message.SMS, ToKind: store.KindPhone,
+		ToValue: "+14155550100", Text: "hi", Key: "given-1", Agent: "ann"}
+	m, created, err := s.RecordReply(ctx, r)
+	if err != nil || !created || m.ID != id {
+		t.Fatalf("RecordReply with id %s: %v created=%v stored id %v", id, err, created, m)
+	}
+	r.ID = message.NewID()
+	again, created, err := s.RecordReply(ctx, r)
+	if err != nil || created || again.ID != id {
+		t.Fatalf("same key with another id: %v created=%v id %v; want the first reply %s", err, created, again, id)
+	}
+	if _, _, err := s.RecordReply(ctx, store.Reply{ID: id, ConversationID: in.Conversation.ID, Channel: message.SMS,
+		ToKind: store.KindPhone, ToValue: "+14155550100", Text: "other", Key: "given-2"}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("another key with a taken id: %v; want ErrConflict", err)
+	}
+	if _, _, err := s.RecordReply(ctx, store.Reply{ID: "not-a-ulid", ConversationID: in.Conversation.ID, Channel: message.SMS,
+		ToKind: store.KindPhone, ToValue: "+14155550100", Text: "x", Key: "given-3"}); err == nil {
+		t.Fatal("a reply id that is not a ULID was accepted")
+	}
+	if _, err := s.ReplyByKey(ctx, "given-3"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the refused reply was recorded: %v", err)
+	}
+}
+
+// A reply's Message-ID is kept for threading: the customer's answer to it
+// joins the conversation by In-Reply-To or References, whatever its
+// subject now says.
+func testAnswerToReplyMessageIDJoins(t *testing.T, b Backend) {
+	cases := []struct {
+		name    string
+		subject string
+		thread  func(replyID string) message.Thread
+	}{
+		{"InReplyTo", "Re: Re: Question about my wallet", func(id string) message.Thread { return message.Thread{InReplyTo: id} }},
+		{"InReplyToSubjectChanged", "Another thing", func(id string) message.Thread { return message.Thread{InReplyTo: id} }},
+		{"ReferencesSubjectChanged", "New card please", func(id string) message.Thread {
+			return message.Thread{References: []string{"<old@mail.example.com>", id}}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, b)
+			addr := newEmail("yan")
+			first := e.msg(message.Email, addr)
+			conv := e.rec(first, topic("refund")).Conversation.ID
+			_, replyID := e.mailReply(conv, addr, first.Thread.MessageID)
+			// An unrelated open conversation on the answer's topic, which
+			// the answer must not join instead.
+			e.clock.Advance(time.Minute)
+			other := e.rec(e.msg(message.Email, addr), topic("cards")).Conversation.ID
+
+			e.clock.Advance(time.Minute)
+			answer := e.msg(message.Email, addr)
+			answer.Subject = tc.subject
+			th := tc.thread(replyID)
+			th.MessageID = answer.Thread.MessageID
+			answer.Thread = th
+			r := e.rec(answer, topic("cards"))
+			if !r.Joined || r.Conversation.ID != conv {
+				t.Fatalf("answer to the reply's Message-ID: Joined=%v conversation %d (%s); want %d, not %d",
+					r.Joined, r.Conversation.ID, r.Threading, conv, other)
+			}
+		})
+	}
+}

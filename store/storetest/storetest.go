@@ -58,6 +58,7 @@ func Run(t *testing.T, b Backend) {
 		{"Concurrency", concurrencyTests},
 		{"Outbound", outboundTests},
 		{"Desk", deskTests},
+		{"Automatic", automaticTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
