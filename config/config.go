@@ -239,7 +239,9 @@ type RuleWhen struct {
 	// BusinessHours true: only inside business hours; false: only outside.
 	BusinessHours *bool `yaml:"business_hours"`
 	// Expr is an expr-lang expression over the message (channel, text,
-	// subject, from, to, topic, urgency, hour, weekday, len_text).
+	// subject, from, to, topic, urgency, hour, weekday, len_text) and the
+	// decision so far (queue, and auto_reply: the template chosen, "" for
+	// none).
 	Expr string `yaml:"expr"`
 }
 
@@ -282,6 +284,9 @@ type TestMessage struct {
 	Text    string `yaml:"text"`
 	From    string `yaml:"from"`
 	To      string `yaml:"to"`
+	// QueueHint stands for the queue a connector suggests (an e-mail
+	// mailbox's queue setting), so tests can show where such mail lands.
+	QueueHint string `yaml:"queue_hint"`
 }
 
 // TestExpectation is what a rule test expects; empty fields are not checked.
@@ -289,6 +294,8 @@ type TestExpectation struct {
 	Queue   string `yaml:"queue"`
 	Urgency string `yaml:"urgency"`
 	Topic   string `yaml:"topic"`
+	// AutoReply is the template the decision must ask for.
+	AutoReply string `yaml:"auto_reply"`
 }
 
 // Connectors holds one block per connector.

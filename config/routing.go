@@ -173,8 +173,13 @@ func (c *Config) validateRouting(v *validator) {
 	}
 	for _, name := range sortedKeys(r.Templates) {
 		for _, lang := range sortedKeys(r.Templates[name]) {
-			if strings.TrimSpace(r.Templates[name][lang]) == "" {
-				v.errorf(mapPath(mapPath("routing.templates", name), lang), "empty template text")
+			path := mapPath(mapPath("routing.templates", name), lang)
+			text := r.Templates[name][lang]
+			if strings.TrimSpace(text) == "" {
+				v.errorf(path, "empty template text")
+			}
+			if err := CheckTemplate(lang, text); err != nil {
+				v.errorf(path, "%v", err)
 			}
 		}
 	}
@@ -184,10 +189,14 @@ func (c *Config) validateRouting(v *validator) {
 		if strings.TrimSpace(tc.Message.Text) == "" && strings.TrimSpace(tc.Message.Subject) == "" {
 			v.errorf(path+".message", "a test message needs text or a subject")
 		}
-		e := tc.Expect
-		if e.Queue == "" && e.Urgency == "" && e.Topic == "" {
-			v.errorf(path+".expect", "expect at least one of queue, urgency, topic")
+		if tc.Message.QueueHint != "" {
+			queueName(path+".message.queue_hint", tc.Message.QueueHint)
 		}
+		e := tc.Expect
+		if e.Queue == "" && e.Urgency == "" && e.Topic == "" && e.AutoReply == "" {
+			v.errorf(path+".expect", "expect at least one of queue, urgency, topic, auto_reply")
+		}
+		template(path+".expect.auto_reply", e.AutoReply)
 		if e.Urgency != "" {
 			v.oneOf(path+".expect.urgency", "urgency", e.Urgency, urgencyNames)
 		}
@@ -242,4 +251,51 @@ func (c *Config) queueRef(v *validator, path, q string) bool {
 func hasKey[V any](m map[string]V, k string) bool {
 	_, ok := m[k]
 	return ok
+}
+
+// Placeholders an auto-reply template may hold, filled when the reply is
+// sent (system's auto-replier does it).
+const (
+	// PlaceholderAnswerWithin is the first-response target of the
+	// conversation's queue and urgency, written for people.
+	PlaceholderAnswerWithin = "answer_within"
+	// PlaceholderToken is the conversation's token, "[#1234]".
+	PlaceholderToken = "token"
+)
+
+// placeholderRE finds {name}. Names are read broadly (any case, digits)
+// so that a misspelt {Token} is refused rather than sent as it is.
+var placeholderRE = regexp.MustCompile(`\{([A-Za-z0-9_]+)\}`)
+
+// PlaceholderLanguages are the template languages {answer_within} can be
+// written in.
+var PlaceholderLanguages = []string{"en", "zh"}
+
+// CheckTemplate reports a placeholder the auto-replier could not fill in
+// a template of language lang. It runs at load, so that a typo stops the
+// version instead of reaching a customer.
+func CheckTemplate(lang, text string) error {
+	for _, m := range placeholderRE.FindAllStringSubmatch(text, -1) {
+		switch m[1] {
+		case PlaceholderToken:
+		case PlaceholderAnswerWithin:
+			if !slices.Contains(PlaceholderLanguages, lang) {
+				return fmt.Errorf("{%s} can only be written in %s, not in a %s template", m[1], strings.Join(PlaceholderLanguages, ", "), quote(lang))
+			}
+		default:
+			return fmt.Errorf("unknown placeholder %s (known: {%s}, {%s})", m[0], PlaceholderAnswerWithin, PlaceholderToken)
+		}
+	}
+	return nil
+}
+
+// FillTemplate replaces every placeholder in text by what fill returns
+// for its name; one fill does not know is left as written.
+func FillTemplate(text string, fill func(name string) (string, bool)) string {
+	return placeholderRE.ReplaceAllStringFunc(text, func(p string) string {
+		if s, ok := fill(p[1 : len(p)-1]); ok {
+			return s
+		}
+		return p
+	})
 }

@@ -80,9 +80,21 @@ func (a *autoReplier) AutoReply(ctx context.Context, m *message.Message, templat
 			}
 		}
 	}
-	text := a.rules.Engine().Template(template, lang)
+	// One version for the text and the targets it quotes, even if the
+	// rules are reloaded meanwhile.
+	e := a.rules.Engine()
+	text, in := e.TemplateIn(template, lang)
 	if text == "" {
 		return nil // the template left the rules since the decision
+	}
+	if strings.Contains(text, "{") {
+		// The placeholders need the conversation as recorded: its queue
+		// and urgency are the decision's, after every rule.
+		conv, err := a.out.Store.Conversation(ctx, conversation)
+		if err != nil {
+			return fmt.Errorf("read conversation %d for its auto-reply: %w", conversation, err)
+		}
+		text = fillTemplate(text, in, conv, e.Routing())
 	}
 	_, _, err := a.out.Send(ctx, outbox.Request{ConversationID: conversation, Text: text, Agent: "inroute", Auto: true,
 		Key: fmt.Sprintf("auto:%d", conversation)})

@@ -23,9 +23,10 @@ Check and try the routing rules (the routing section of the config):
   check                       validate the rules and run their tests; exit 0 when
                               all is well, 1 with file:line:col lines otherwise
   test [--input FILE|-]       read JSON lines (channel, text, optional subject,
-                              from, to; other fields ignored) and write one JSON
-                              line per input with queue, urgency, topic and explain
-  explain --channel C [--subject S] [--from A] [--to A] TEXT
+                              from, to, queue_hint; other fields ignored) and
+                              write one JSON line per input with queue, urgency,
+                              topic and explain
+  explain --channel C [--subject S] [--from A] [--to A] [--queue-hint Q] TEXT
                               say in words how a message would be routed
 
 Every subcommand takes --config FILE (default ./config.yaml).
@@ -48,6 +49,7 @@ func runRules(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	subject := fs.String("subject", "", "explain: the subject")
 	from := fs.String("from", "", "explain: the sender's address")
 	to := fs.String("to", "", "explain: the address written to")
+	hint := fs.String("queue-hint", "", "explain: the queue the connector suggests (an e-mail mailbox's queue)")
 	pos, err := parseInterspersed(fs, rest)
 	if err != nil {
 		return exitConfig
@@ -97,7 +99,7 @@ func runRules(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, err)
 			return exitFail
 		}
-		m := rules.TestMessage(config.TestMessage{Channel: *channel, Subject: *subject, Text: strings.Join(pos, " "), From: *from, To: *to})
+		m := rules.TestMessage(config.TestMessage{Channel: *channel, Subject: *subject, Text: strings.Join(pos, " "), From: *from, To: *to, QueueHint: *hint})
 		m.ReceivedAt = time.Now()
 		d := e.Decide(m)
 		fmt.Fprintf(stdout, "queue:    %s\nurgency:  %s\ntopic:    %s\n", d.Queue, d.Urgency, d.Topic)
@@ -122,6 +124,8 @@ type testLine struct {
 	Text    string `json:"text"`
 	From    string `json:"from"`
 	To      string `json:"to"`
+	// QueueHint is a connector's suggested queue (rules.ExtraQueueHint).
+	QueueHint string `json:"queue_hint"`
 }
 
 type testOutput struct {

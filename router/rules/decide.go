@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -108,17 +109,19 @@ func (e *Engine) Decide(m *message.Message) router.Decision {
 			break
 		}
 	}
+	matched := tp != nil
 	switch {
-	case tp != nil:
+	case matched:
 		d.Explain = append(d.Explain, fmt.Sprintf("topic %s: the message says %s; queue %s", tp.name, quoteAll(words), tp.queue))
 	case e.fallback != nil:
 		tp = e.fallback
-		d.Explain = append(d.Explain, fmt.Sprintf("no topic matched: topic %s, queue %s", tp.name, tp.queue))
 	default:
 		tp = &topic{name: "general", queue: e.defaultQueue}
-		d.Explain = append(d.Explain, fmt.Sprintf("no topic matched: queue %s", e.defaultQueue))
 	}
 	d.Topic, d.Queue, d.AutoReply = tp.name, tp.queue, tp.autoReply
+	if !matched {
+		d.Explain = append(d.Explain, e.unmatched(m, &d, tp == e.fallback))
+	}
 	if tp.floor.Valid() && tp.floor.Rank() > u.Rank() {
 		d.Explain = append(d.Explain, fmt.Sprintf("topic %s is at least %s: urgency %s → %s", tp.name, tp.floor, u, tp.floor))
 		u = tp.floor
@@ -136,7 +139,7 @@ func (e *Engine) Decide(m *message.Message) router.Decision {
 		}
 	}
 	for _, r := range e.rules {
-		why, ok := e.ruleMatches(r, m, d.Topic, u, view{s, s.subj, []string{subj}}, view{s, s.text, []string{text}})
+		why, ok := e.ruleMatches(r, m, &d, u, view{s, s.subj, []string{subj}}, view{s, s.text, []string{text}})
 		if !ok {
 			continue
 		}
@@ -188,6 +191,40 @@ func (e *Engine) Decide(m *message.Message) router.Decision {
 	return d
 }
 
+// ExtraQueueHint is the message.Extra key by which a connector suggests a
+// queue (the e-mail connector: the queue setting of the mailbox written to).
+const ExtraQueueHint = "queue_hint"
+
+// unmatched sets the queue of a message no topic claimed, and explains it.
+// The connector's hint applies only here: what a message says outweighs
+// where it was sent (a hacked-account mail to refunds@ is security's).
+func (e *Engine) unmatched(m *message.Message, d *router.Decision, fallback bool) string {
+	line := "no topic matched: "
+	if fallback {
+		line += "topic " + d.Topic + ", "
+	}
+	hint := strings.TrimSpace(m.Extra[ExtraQueueHint])
+	if hint == "" {
+		return line + "queue " + d.Queue
+	}
+	var who string
+	switch {
+	case m.To.Address == "":
+		who = "the " + string(m.Channel) + " connector"
+	case m.Channel == message.Email:
+		who = "mailbox " + m.To.Address
+	default:
+		who = string(m.Channel) + " address " + m.To.Address
+	}
+	if !e.queues[hint] {
+		// A mailbox whose queue left the rules must not strand its mail
+		// in a queue nobody works.
+		return fmt.Sprintf("%s%s hints queue %q, which is not configured; queue %s", line, who, hint, d.Queue)
+	}
+	d.Queue = hint
+	return fmt.Sprintf("%s%s hints queue %s", line, who, hint)
+}
+
 // eval reports whether the clause holds and which words made it.
 func (e *Engine) eval(cl clause, v view) ([]string, bool) {
 	var words []string
@@ -235,7 +272,8 @@ func (e *Engine) eval(cl clause, v view) ([]string, bool) {
 	return words, true
 }
 
-func (e *Engine) ruleMatches(r *rule, m *message.Message, topic string, u message.Urgency, subj, text view) ([]string, bool) {
+func (e *Engine) ruleMatches(r *rule, m *message.Message, d *router.Decision, u message.Urgency, subj, text view) ([]string, bool) {
+	topic := d.Topic
 	var why []string
 	if len(r.channels) > 0 {
 		if !slices.Contains(r.channels, m.Channel) {
@@ -291,7 +329,7 @@ func (e *Engine) ruleMatches(r *rule, m *message.Message, topic string, u messag
 		out, err := expr.Run(r.expr, Env{
 			Channel: string(m.Channel), Text: m.Text, Subject: m.Subject, From: m.From.Address, To: m.To.Address,
 			Topic: topic, Urgency: string(u), Hour: t.Hour(), Weekday: strings.ToLower(t.Weekday().String()[:3]),
-			LenText: len([]rune(m.Text)),
+			LenText: len([]rune(m.Text)), Queue: d.Queue, AutoReply: d.AutoReply,
 		})
 		if ok, _ := out.(bool); err != nil || !ok {
 			return nil, false
@@ -346,9 +384,13 @@ func TestMessage(tm config.TestMessage) *message.Message {
 	if from == "" {
 		from = "rules-test"
 	}
-	return &message.Message{V: message.Version, ID: message.NewID(), Channel: message.Channel(tm.Channel),
+	m := &message.Message{V: message.Version, ID: message.NewID(), Channel: message.Channel(tm.Channel),
 		ChannelMessageID: "rules-test", From: message.Party{Address: from}, To: message.Party{Address: tm.To},
 		Subject: tm.Subject, Text: tm.Text}
+	if tm.QueueHint != "" {
+		m.Extra = map[string]string{ExtraQueueHint: tm.QueueHint}
+	}
+	return m
 }
 
 // RunTests runs the rule tests of this version.
@@ -365,6 +407,9 @@ func (e *Engine) RunTests() []TestResult {
 		}
 		if w := tc.Expect.Topic; w != "" && w != d.Topic {
 			bad = append(bad, fmt.Sprintf("topic %s, want %s", d.Topic, w))
+		}
+		if w := tc.Expect.AutoReply; w != "" && w != d.AutoReply {
+			bad = append(bad, fmt.Sprintf("auto-reply %s, want %s", cmp.Or(d.AutoReply, "none"), w))
 		}
 		out[i] = TestResult{Index: i, Name: tc.Name, Got: d, Want: tc.Expect, Problem: strings.Join(bad, "; ")}
 	}

@@ -32,8 +32,10 @@ import (
 type Engine struct {
 	version      string
 	defaultQueue string
-	channelUrg   map[message.Channel]message.Urgency
-	channelNote  map[message.Channel]string
+	// queues are the queues a connector's queue hint may name.
+	queues      map[string]bool
+	channelUrg  map[message.Channel]message.Urgency
+	channelNote map[message.Channel]string
 
 	matcher *textmatch.Matcher
 	words   []string // pattern id -> the word as the admin wrote it
@@ -104,6 +106,10 @@ type Env struct {
 	Hour    int    `expr:"hour"`
 	Weekday string `expr:"weekday"`
 	LenText int    `expr:"len_text"`
+	// Queue and AutoReply are the decision so far, so that a rule can
+	// fill in only what no topic or earlier rule chose.
+	Queue     string `expr:"queue"`
+	AutoReply string `expr:"auto_reply"`
 }
 
 // compiler collects words and positioned errors while compiling.
@@ -163,6 +169,22 @@ func Compile(cfg *config.Config) (*Engine, error) {
 		version: r.Version, defaultQueue: r.DefaultQueue,
 		channelUrg: map[message.Channel]message.Urgency{}, channelNote: map[message.Channel]string{},
 		raise: r.Haste.Raise, templates: r.Templates, tests: r.Tests, routing: r,
+		queues: map[string]bool{r.DefaultQueue: true},
+	}
+	// A config without a queues section declares its queues by naming
+	// them in topics and rules.
+	for q := range r.Queues {
+		e.queues[q] = true
+	}
+	for _, t := range r.Topics {
+		if t.Queue != "" {
+			e.queues[t.Queue] = true
+		}
+	}
+	for _, rc := range r.Rules {
+		if rc.Then.Queue != "" {
+			e.queues[rc.Then.Queue] = true
+		}
 	}
 	if e.version == "" {
 		sum, _ := json.Marshal(r)
@@ -301,15 +323,22 @@ func (e *Engine) Version() string { return e.version }
 // Template returns an auto-reply template's text in lang, falling back to
 // English, then to any language.
 func (e *Engine) Template(name, lang string) string {
+	text, _ := e.TemplateIn(name, lang)
+	return text
+}
+
+// TemplateIn is Template that also says which language the text is in,
+// for the words filled into it.
+func (e *Engine) TemplateIn(name, lang string) (text, in string) {
 	t := e.templates[name]
 	if s, ok := t[lang]; ok {
-		return s
+		return s, lang
 	}
 	if s, ok := t["en"]; ok {
-		return s
+		return s, "en"
 	}
 	for _, k := range slices.Sorted(maps.Keys(t)) {
-		return t[k]
+		return t[k], k
 	}
-	return ""
+	return "", ""
 }

@@ -2,6 +2,7 @@ package rules_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -197,5 +198,133 @@ func TestDefaultVersionIsAHash(t *testing.T) {
 	b := engine(t, "routing: {topics: {general: {floor: normal}}, precedence: [general]}\n")
 	if !strings.HasPrefix(a.Version(), "sha256:") || a.Version() == b.Version() {
 		t.Fatalf("versions %q and %q", a.Version(), b.Version())
+	}
+}
+
+const hinted = `
+routing:
+  version: hint-1
+  default_queue: general
+  queues: {security: {}, refunds: {}, vip: {}, general: {}}
+  topics:
+    security:
+      floor: urgent
+      auto_reply: freeze
+      match: [{any: [hacked]}]
+    refunds:
+      match: [{any: [refund]}]
+    general: {}
+  precedence: [security, refunds, general]
+  rules:
+    - name: vip-mail
+      when: {channel: [email], from: ["@vip.example"]}
+      then: {queue: vip}
+    - name: ack-mail
+      when: {channel: [email], expr: 'auto_reply == ""'}
+      then: {auto_reply: ack}
+    - name: refunds-mailbox-is-normal
+      when: {expr: 'queue == "refunds"'}
+      then: {floor: normal}
+  templates:
+    freeze: {en: "Freeze your account, then expect us within {answer_within}."}
+    ack: {en: "We have it as {token}.", zh: "已收到 {token}。"}
+  tests:
+    - name: mail to refunds@ starts in refunds
+      message: {channel: email, to: refunds@example.com, queue_hint: refunds, text: hello there}
+      expect: {queue: refunds, urgency: normal, topic: general, auto_reply: ack}
+    - name: a hacked account mailed to refunds@ is security's
+      message: {channel: email, to: refunds@example.com, queue_hint: refunds, text: my account was hacked}
+      expect: {queue: security, auto_reply: freeze}
+`
+
+func hintMsg(ch message.Channel, to, hint, from, text string) *message.Message {
+	m := msg(ch, "", text, from, office)
+	m.To = message.Party{Address: to}
+	if hint != "" {
+		m.Extra = map[string]string{rules.ExtraQueueHint: hint}
+	}
+	return m
+}
+
+// A connector's queue hint places mail no topic claims; a topic still
+// wins, and later rules still apply.
+func TestQueueHint(t *testing.T) {
+	e := engine(t, hinted)
+	cases := []struct {
+		name                         string
+		m                            *message.Message
+		queue, urgency, topic, reply string
+		explain                      string
+	}{
+		{"hint when no topic matched", hintMsg(message.Email, "refunds@example.com", "refunds", "a@x", "hello there"),
+			"refunds", "normal", "general", "ack", "no topic matched: topic general, mailbox refunds@example.com hints queue refunds"},
+		{"a matched topic wins over the hint", hintMsg(message.Email, "refunds@example.com", "refunds", "a@x", "my wallet was hacked"),
+			"security", "urgent", "security", "freeze", `topic security: the message says "hacked"; queue security`},
+		{"later rules still move it", hintMsg(message.Email, "refunds@example.com", "refunds", "boss@vip.example", "hello there"),
+			"vip", "low", "general", "ack", "rule vip-mail (channel email; from boss@vip.example): queue refunds → vip"},
+		{"an unknown queue is not taken", hintMsg(message.Email, "old@example.com", "closed", "a@x", "hello there"),
+			"general", "low", "general", "ack", `mailbox old@example.com hints queue "closed", which is not configured; queue general`},
+		{"no hint: the fallback", hintMsg(message.Email, "help@example.com", "", "a@x", "hello there"),
+			"general", "low", "general", "ack", "no topic matched: topic general, queue general"},
+		{"another channel's hint", hintMsg(message.SMS, "+8610000", "refunds", "+861", "hello there"),
+			"refunds", "normal", "general", "", "no topic matched: topic general, sms address +8610000 hints queue refunds"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := e.Decide(tc.m)
+			why := strings.Join(d.Explain, "\n")
+			if d.Queue != tc.queue || string(d.Urgency) != tc.urgency || d.Topic != tc.topic || d.AutoReply != tc.reply {
+				t.Fatalf("got %s/%s/%s reply %q, want %s/%s/%s reply %q\n%s", d.Queue, d.Urgency, d.Topic, d.AutoReply,
+					tc.queue, tc.urgency, tc.topic, tc.reply, why)
+			}
+			if !strings.Contains(why, tc.explain) {
+				t.Fatalf("explanation lacks %q:\n%s", tc.explain, why)
+			}
+		})
+	}
+}
+
+// Without a fallback topic (no general: {}), the default queue is what
+// the hint replaces.
+func TestQueueHintWithoutFallbackTopic(t *testing.T) {
+	e := engine(t, `
+routing:
+  default_queue: general
+  queues: {refunds: {}, general: {}}
+  topics: {refunds: {match: [{any: [refund]}]}}
+  precedence: [refunds]
+`)
+	d := e.Decide(hintMsg(message.Email, "refunds@example.com", "refunds", "a@x", "hello"))
+	if want := "no topic matched: mailbox refunds@example.com hints queue refunds"; d.Queue != "refunds" || !slices.Contains(d.Explain, want) {
+		t.Fatalf("queue %s, explain %q; want refunds and %q", d.Queue, d.Explain, want)
+	}
+}
+
+func TestRuleTestsCheckTheHintAndTheAutoReply(t *testing.T) {
+	wrong := strings.Replace(hinted, "expect: {queue: security, auto_reply: freeze}", "expect: {queue: security, auto_reply: ack}", 1)
+	_, err := rules.Check(load(t, wrong))
+	if err == nil || !strings.Contains(err.Error(), "routing.tests[1]: a hacked account mailed to refunds@ is security's: auto-reply freeze, want ack") {
+		t.Fatalf("got %v", err)
+	}
+	// An SMS takes no ack: the expectation names what is missing.
+	sms := strings.Replace(hinted, "message: {channel: email, to: refunds@example.com, queue_hint: refunds, text: hello there}",
+		"message: {channel: sms, to: refunds@example.com, queue_hint: refunds, text: hello there}", 1)
+	_, err = rules.Check(load(t, sms))
+	if err == nil || !strings.Contains(err.Error(), "routing.tests[0]: mail to refunds@ starts in refunds: auto-reply none, want ack") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestTemplateIn(t *testing.T) {
+	e := engine(t, hinted)
+	for _, tc := range []struct{ name, lang, text, in string }{
+		{"ack", "zh", "已收到 {token}。", "zh"},
+		{"ack", "fr", "We have it as {token}.", "en"},
+		{"freeze", "zh", "Freeze your account, then expect us within {answer_within}.", "en"},
+		{"gone", "en", "", ""},
+	} {
+		if text, in := e.TemplateIn(tc.name, tc.lang); text != tc.text || in != tc.in {
+			t.Errorf("TemplateIn(%s, %s) = %q, %q; want %q, %q", tc.name, tc.lang, text, in, tc.text, tc.in)
+		}
 	}
 }
