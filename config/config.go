@@ -302,6 +302,7 @@ type TestExpectation struct {
 type Connectors struct {
 	App    AppConnector    `yaml:"app"`
 	Twilio TwilioConnector `yaml:"twilio"`
+	Email  EmailConnector  `yaml:"email"`
 }
 
 // TwilioConnector configures SMS, MMS and phone calls through Twilio.

@@ -668,6 +668,10 @@ func TestShippedConfig(t *testing.T) {
 	want.Conns.App.Enabled = true
 	want.Conns.App.Apps = []config.App{{Name: "wallet", Token: "dev-app-token", Webhook: config.Webhook{MaxAttempts: 12}}}
 	want.Agents = []config.Agent{{Name: "dev", Token: "dev-agent-token", Role: config.RoleAdmin, Capacity: 5}}
+	// One mailbox, off until INROUTE_IMAP_ADDR names a server.
+	want.Conns.Email.Mailboxes = []config.Mailbox{{Name: "support",
+		IMAP: config.IMAP{TLS: config.TLSImplicit, Folder: "INBOX", PollEvery: config.Duration(time.Minute)},
+		SMTP: config.SMTP{TLS: config.TLSStart}}}
 	// The routing rules are the triage's own; router/rules tests them.
 	if n := len(c.Routing.SLA.Escalation); n != 3 {
 		t.Errorf("shipped escalation ladder has %d steps, want 3", n)

@@ -135,6 +135,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&tw.Voice.Language, "en-US")
 	setDefault(&tw.Voice.Greeting, "Thank you for calling. Please leave a message after the tone, and we will call you back.")
 	setDefault(&tw.Voice.MaxLength, Duration(2*time.Minute))
+	c.emailDefaults()
 	setDefault(&c.Conns.App.ReplyRetention, Duration(7*24*time.Hour))
 	for i := range c.Conns.App.Apps {
 		setDefault(&c.Conns.App.Apps[i].Webhook.MaxAttempts, defaultWebhookAttempts)

@@ -152,6 +152,7 @@ func (c *Config) validate(v *validator) {
 	c.validateAccess(v)
 	c.validateAgents(v)
 	c.validateTwilio(v)
+	c.validateEmail(v)
 	c.validateStore(v)
 }
 
