@@ -1,0 +1,657 @@
+package email
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-smtp"
+	"github.com/inroute/inroute/blob"
+	"github.com/inroute/inroute/bus"
+	"github.com/inroute/inroute/bus/testbus"
+	"github.com/inroute/inroute/config"
+	"github.com/inroute/inroute/connectors/email/mailtest"
+	"github.com/inroute/inroute/message"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+const (
+	obtWait     = 15 * time.Second
+	obtEvery    = 10 * time.Millisecond
+	obtAddress  = "help@wallet.example"
+	obtFrom     = "Wallet Help <help@wallet.example>"
+	obtCustomer = "li@example.com"
+	obtUser     = "help@wallet.example"
+	obtPassword = "s3cret"
+)
+
+// obtMailbox is a mailbox sending through addr.
+func obtMailbox(addr, mode string) config.Mailbox {
+	return config.Mailbox{Name: "help", Address: obtAddress,
+		IMAP: config.IMAP{Addr: "127.0.0.1:1", TLS: config.TLSNone, User: obtUser, Password: obtPassword},
+		SMTP: config.SMTP{Addr: addr, TLS: mode, From: obtFrom, InsecureSkipVerify: true}}
+}
+
+// obtHarness is a running Outbound with its bus and the delivery reports
+// it published.
+type obtHarness struct {
+	b    *bus.Bus
+	out  *Outbound
+	logs *observer.ObservedLogs
+
+	mu      sync.Mutex
+	reports []message.Delivery
+}
+
+// obtStart runs an Outbound with a short backoff.
+func obtStart(t *testing.T, opt OutboundOptions) *obtHarness {
+	t.Helper()
+	srv := testbus.Start(t)
+	b := srv.Connect(t)
+	h := &obtHarness{b: b}
+	// A core subscription sees every report, even those the EVENTS
+	// stream drops as duplicates (same status:id Nats-Msg-Id).
+	sub, err := b.NC.Subscribe(bus.DeliverySubject(message.Email), func(m *nats.Msg) {
+		d, err := message.DecodeDelivery(m.Data)
+		if err != nil {
+			t.Errorf("bad delivery report: %v", err)
+			return
+		}
+		h.mu.Lock()
+		h.reports = append(h.reports, *d)
+		h.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	obs, logs := observer.New(zapcore.InfoLevel)
+	h.logs = logs
+	log := zaptest.NewLogger(t, zaptest.WrapOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return zapcore.NewTee(c, obs) })))
+	h.out = NewOutbound(b, opt, log)
+	h.out.backoff = func(int) time.Duration { return 20 * time.Millisecond }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.out.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("Run did not return after its context ended")
+		}
+	})
+	return h
+}
+
+func obtReply(id string) message.Outbound {
+	return message.Outbound{V: 1, ID: id, ConversationID: 42, Channel: message.Email, To: "李伟 <li@example.com>", From: obtAddress,
+		Subject: "Re: 退款 not received [#42]", Text: "Your refund is on its way.\n\nAnn", Agent: "ann",
+		CreatedAt: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+}
+
+// publish puts o on outbound.email with msgID as Nats-Msg-Id.
+func (h *obtHarness) publish(t *testing.T, o message.Outbound, msgID string) {
+	t.Helper()
+	data, err := json.Marshal(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.publishRaw(t, data, msgID)
+}
+
+func (h *obtHarness) publishRaw(t *testing.T, data []byte, msgID string) {
+	t.Helper()
+	if _, err := h.b.Publish(context.Background(), bus.OutboundSubject(message.Email), data, msgID, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// report waits for n reports of id with status and returns the last.
+func (h *obtHarness) report(t *testing.T, id, status string, n int) message.Delivery {
+	t.Helper()
+	var got message.Delivery
+	testbus.CheckFor(t, obtWait, obtEvery, func() error {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		seen := 0
+		for _, d := range h.reports {
+			if d.MessageID == id && d.Status == status {
+				got = d
+				seen++
+			}
+		}
+		if seen < n {
+			return fmt.Errorf("%d %q reports of %s, want %d; all: %+v", seen, status, id, n, h.reports)
+		}
+		return nil
+	})
+	return got
+}
+
+// count is the number of reports of id with status.
+func (h *obtHarness) count(id, status string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, d := range h.reports {
+		if d.MessageID == id && d.Status == status {
+			n++
+		}
+	}
+	return n
+}
+
+// settled waits until the consumer has nothing pending or unacked: every
+// reply published so far reached its outcome.
+func (h *obtHarness) settled(t *testing.T) *jetstream.ConsumerInfo {
+	t.Helper()
+	var info *jetstream.ConsumerInfo
+	testbus.CheckFor(t, obtWait, obtEvery, func() error {
+		co, err := h.b.JS.Consumer(context.Background(), bus.StreamOutbound, bus.ConsumerOutbound(message.Email))
+		if err != nil {
+			return err
+		}
+		info, err = co.Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if info.NumPending != 0 || info.NumAckPending != 0 {
+			return fmt.Errorf("consumer: %d pending, %d unacked", info.NumPending, info.NumAckPending)
+		}
+		return nil
+	})
+	return info
+}
+
+// sentRecord is the BucketSent value of a reply.
+func (h *obtHarness) sentRecord(t *testing.T, id string) string {
+	t.Helper()
+	kv, err := h.b.JS.KeyValue(context.Background(), BucketSent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(context.Background(), smtpSentKey(id))
+	if err != nil {
+		t.Fatalf("sent record of %s: %v", id, err)
+	}
+	return string(e.Value())
+}
+
+func TestOutboundSendsOneThreadedMail(t *testing.T) {
+	t.Parallel()
+	srv := mailtest.StartSMTP(t, mailtest.SMTPOptions{})
+	blobs, err := blob.Open(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pdf := []byte("%PDF-1.4 refund receipt\x00\xff")
+	ref, _, err := blobs.Put(bytes.NewReader(pdf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := obtStart(t, OutboundOptions{Mailboxes: []config.Mailbox{obtMailbox(srv.Addr(), config.TLSNone)}, Blobs: blobs})
+	o := obtReply("r1")
+	o.Language = "zh-CN"
+	o.Thread = message.Thread{MessageID: "<r1.42@wallet.example>", InReplyTo: "<a1@mail.example.com>",
+		References: []string{"<a0@mail.example.com>", "<a1@mail.example.com>"}}
+	o.Attachments = []message.Attachment{{Name: "receipt.pdf", ContentType: "application/pdf", Size: int64(len(pdf)), URL: ref}}
+	h.publish(t, o, o.ID)
+
+	d := h.report(t, "r1", message.DeliverySent, 1)
+	if d.ChannelMessageID != "<r1.42@wallet.example>" || d.Channel != message.Email || d.ConversationID != 42 || d.Detail != "" {
+		t.Errorf("report %+v", d)
+	}
+	h.settled(t)
+	mails := srv.Received()
+	if len(mails) != 1 {
+		t.Fatalf("%d mails, want 1", len(mails))
+	}
+	m := mails[0]
+	if m.From != obtAddress || !slices.Equal(m.Rcpts, []string{obtCustomer}) || m.TLS {
+		t.Errorf("envelope from %q to %v (tls %v)", m.From, m.Rcpts, m.TLS)
+	}
+	p := composeParse(t, m.Data)
+	hd := p.header
+	if from, _ := hd.AddressList("From"); len(from) != 1 || from[0].String() != `"Wallet Help" <help@wallet.example>` {
+		t.Errorf("From %v", from)
+	}
+	if to, _ := hd.AddressList("To"); len(to) != 1 || to[0].Name != "李伟" || to[0].Address != obtCustomer {
+		t.Errorf("To %v", to)
+	}
+	if s, err := hd.Subject(); s != o.Subject || err != nil {
+		t.Errorf("Subject %q (%v), want %q", s, err, o.Subject)
+	}
+	if !strings.Contains(hd.Get("Subject"), "=?utf-8?") {
+		t.Errorf("Subject not RFC 2047 encoded: %q", hd.Get("Subject"))
+	}
+	if id, _ := hd.MessageID(); id != "r1.42@wallet.example" {
+		t.Errorf("Message-ID %q", id)
+	}
+	if irt, _ := hd.MsgIDList("In-Reply-To"); !slices.Equal(irt, []string{"a1@mail.example.com"}) {
+		t.Errorf("In-Reply-To %v", irt)
+	}
+	if refs, _ := hd.MsgIDList("References"); !slices.Equal(refs, []string{"a0@mail.example.com", "a1@mail.example.com"}) {
+		t.Errorf("References %v", refs)
+	}
+	if hd.Get("Content-Language") != "zh-CN" || hd.Get("Auto-Submitted") != "" {
+		t.Errorf("Content-Language %q, Auto-Submitted %q", hd.Get("Content-Language"), hd.Get("Auto-Submitted"))
+	}
+	if got := strings.Join(p.tree, " "); got != "multipart/mixed multipart/alternative text/plain text/html application/pdf" {
+		t.Errorf("MIME tree %s", got)
+	}
+	if text := p.part(t, "text/plain"); string(text.body) != o.Text || text.charset != "utf-8" {
+		t.Errorf("text/plain %q (%s)", text.body, text.charset)
+	}
+	if html := string(p.part(t, "text/html").body); !strings.Contains(html, "<p>Your refund is on its way.</p>") {
+		t.Errorf("text/html %s", html)
+	}
+	if a := p.part(t, "application/pdf"); a.filename != "receipt.pdf" || !bytes.Equal(a.body, pdf) {
+		t.Errorf("attachment %q, %d bytes", a.filename, len(a.body))
+	}
+	if rec := h.sentRecord(t, "r1"); rec != "<r1.42@wallet.example>" {
+		t.Errorf("sent record %q", rec)
+	}
+}
+
+// A reply published again after the duplicate window (a new Nats-Msg-Id)
+// is not sent again. Each delivery is reported sent: two reports are
+// published (the EVENTS stream keeps one of them, by its Nats-Msg-Id, and
+// the store would keep "sent" either way).
+func TestOutboundRepublishedReplySentOnce(t *testing.T) {
+	t.Parallel()
+	srv := mailtest.StartSMTP(t, mailtest.SMTPOptions{})
+	h := obtStart(t, OutboundOptions{Mailboxes: []config.Mailbox{obtMailbox(srv.Addr(), config.TLSNone)}})
+	o := obtReply("01JR2")
+	h.publish(t, o, "first")
+	first := h.report(t, o.ID, message.DeliverySent, 1)
+	h.publish(t, o, "after-the-duplicate-window")
+	second := h.report(t, o.ID, message.DeliverySent, 2)
+	h.settled(t)
+	if n := len(srv.Received()); n != 1 {
+		t.Fatalf("%d mails, want 1", n)
+	}
+	// No stored Message-ID: the generated one, the same on both reports.
+	if first.ChannelMessageID != "<01JR2@wallet.example>" || second.ChannelMessageID != first.ChannelMessageID {
+		t.Errorf("Message-IDs %q and %q", first.ChannelMessageID, second.ChannelMessageID)
+	}
+}
+
+func TestOutboundSMTPAnswers(t *testing.T) {
+	t.Parallel()
+	rejected := &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<li@example.com>: Recipient address rejected"}
+	busy := &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Try again later"}
+	closing := &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections"}
+	tooBig := &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message too big"}
+	tests := []struct {
+		name        string
+		at          mailtest.Stage
+		err         *smtp.SMTPError
+		times       int
+		maxAttempts int
+		status      string
+		detail      string
+		mails       int
+	}{
+		{name: "451 at DATA, then accepted", at: mailtest.AtData, err: busy, times: 1, status: message.DeliverySent, mails: 1},
+		{name: "421 at MAIL twice, then accepted", at: mailtest.AtMail, err: closing, times: 2, status: message.DeliverySent, mails: 1},
+		{name: "550 at RCPT", at: mailtest.AtRcpt, err: rejected, times: 1, status: message.DeliveryFailed,
+			detail: "550 5.1.1 <li@example.com>: Recipient address rejected"},
+		{name: "552 at DATA", at: mailtest.AtData, err: tooBig, times: 1, status: message.DeliveryFailed, detail: "552 5.3.4 Message too big"},
+		{name: "451 until the attempts run out", at: mailtest.AtData, err: busy, times: 10, maxAttempts: 3, status: message.DeliveryFailed,
+			detail: "gave up after 3 attempts: 451 4.3.0 Try again later"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := mailtest.StartSMTP(t, mailtest.SMTPOptions{})
+			srv.FailNext(tc.at, tc.err, tc.times)
+			h := obtStart(t, OutboundOptions{Mailboxes: []config.Mailbox{obtMailbox(srv.Addr(), config.TLSNone)}, MaxAttempts: tc.maxAttempts})
+			h.publish(t, obtReply("r1"), "r1")
+			d := h.report(t, "r1", tc.status, 1)
+			if d.Detail != tc.detail {
+				t.Errorf("detail %q, want %q", d.Detail, tc.detail)
+			}
+			h.settled(t)
+			if n := len(srv.Received()); n != tc.mails {
+				t.Errorf("%d mails, want %d", n, tc.mails)
+			}
+			if tc.status == message.DeliveryFailed && h.count("r1", message.DeliverySent) != 0 {
+				t.Error("a failed reply was also reported sent")
+			}
+		})
+	}
+}
+
+// A server that is down is waited for: the reply goes out once it is up.
+func TestOutboundServerDownThenUp(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: connections are refused
+	h := obtStart(t, OutboundOptions{Mailboxes: []config.Mailbox{obtMailbox(addr, config.TLSNone)}, MaxAttempts: 1000})
+	h.publish(t, obtReply("r1"), "r1")
+	testbus.CheckFor(t, obtWait, obtEvery, func() error {
+		co, err := h.b.JS.Consumer(context.Background(), bus.StreamOutbound, bus.ConsumerOutbound(message.Email))
+		if err != nil {
+			return err
+		}
+		info, err := co.Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if info.NumRedelivered == 0 && info.Delivered.Consumer < 3 {
+			return fmt.Errorf("not retried yet: %+v", info.Delivered)
+		}
+		return nil
+	})
+	if n := h.count("r1", message.DeliveryFailed) + h.count("r1", message.DeliverySent); n != 0 {
+		t.Fatalf("%d reports while the server was down", n)
+	}
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("port %s taken meanwhile: %v", addr, err)
+	}
+	srv := mailtest.StartSMTP(t, mailtest.SMTPOptions{Listener: ln})
+	h.report(t, "r1", message.DeliverySent, 1)
+	h.settled(t)
+	if n := len(srv.Received()); n != 1 {
+		t.Fatalf("%d mails, want 1", n)
+	}
+}
+
+func TestOutboundAutoReplyHeaders(t *testing.T) {
+	t.Parallel()
+	srv := mailtest.StartSMTP(t, mailtest.SMTPOptions{})
+	h := obtStart(t, OutboundOptions{Mailboxes: []config.Mailbox{obtMailbox(srv.Addr(), config.TLSNone)}, MessageIDDomain: "inroute.wallet.example"})
+	o := obtReply("auto1")
+	o.Auto, o.Agent = true, "inroute"
+	h.publish(t, o, o.ID)
+	d := h.report(t, "auto1", message.DeliverySent, 1)
+	if d.ChannelMessageID != "<auto1@inroute.wallet.example>" {
+		t.Errorf("Message-ID %q", d.ChannelMessageID)
+	}
+	mails := srv.Received()
+	if len(mails) != 1 {
+		t.Fatalf("%d mails, want 1", len(mails))
+	}
+	hd := composeParse(t, mails[0].Data).header
+	if hd.Get("Auto-Submitted") != "auto-replied" || hd.Get("X-Auto-Response-Suppress") != "All" {
+		t.Errorf("Auto-Submitted %q, X-Auto-Response-Suppress %q", hd.Get("Auto-Submitted"), hd.Get("X-Auto-Response-Suppress"))
+	}
+}
+
+func TestOutboundTLSAndAuth(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		serverMode string
+		mode       string
+		user       string
+		skipVerify bool
+		status     string
+		detail     string
+	}{
+		{name: "STARTTLS with AUTH PLAIN", serverMode: config.TLSStart, mode: config.TLSStart, user: obtUser, skipVerify: true, status: message.DeliverySent},
+		{name: "implicit TLS with AUTH PLAIN", serverMode: config.TLSImplicit, mode: config.TLSImplicit, user: obtUser, skipVerify: true, status: message.DeliverySent},
+		{name: "STARTTLS without AUTH", serverMode: config.TLSStart, mode: config.TLSStart, skipVerify: true, status: message.DeliverySent},
+		{name: "untrusted certificate is retried, then failed", serverMode: config.TLSStart, mode: config.TLSStart, user: obtUser,
+			status: message.DeliveryFailed, detail: "gave up after 2 attempts: smtp EHLO"},
+		{name: "no password in clear text", serverMode: config.TLSNone, mode: config.TLSNone, user: obtUser, skipVerify: true,
+			status: message.DeliveryFailed, detail: "the password is not sent in clear text"},
+		{name: "server without STARTTLS", serverMode: config.TLSNone, mode: config.TLSStart, skipVerify: true,
+			status: message.DeliveryFailed, detail: "STARTTLS"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := mailtest.StartSMTP(t, mailtest.SMTPOptions{TLS: tc.serverMode, User: tc.user, Password: obtPassword})
+			mb := obtMailbox(srv.Addr(), tc.mode)
+			mb.SMTP.User, mb.SMTP.InsecureSkipVerify = tc.user, tc.skipVerify
+			if tc.user != "" {
+				mb.SMTP.Password = obtPassword
+			}
+			h := obtStart(t, OutboundOptions{Mailboxes: []config.Mailbox{mb}, MaxAttempts: 2})
+			h.publish(t, obtReply("r1"), "r1")
+			d := h.report(t, "r1", tc.status, 1)
+			if !strings.Contains(d.Detail, tc.detail) {
+				t.Errorf("detail %q, want it to contain %q", d.Detail, tc.detail)
+			}
+			h.settled(t)
+			mails := srv.Received()
+			if tc.status != message.DeliverySent {
+				if len(mails) != 0 {
+					t.Errorf("%d mails, want none", len(mails))
+				}
+				return
+			}
+			if len(mails) != 1 || !mails[0].TLS || mails[0].AuthUser != tc.user {
+				t.Fatalf("mails %+v, want one over TLS as %q", mails, tc.user)
+			}
+		})
+	}
+}
+
+func TestOutboundSentFolderCopy(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		folder string
+		copies int
+	}{
+		{name: "appended to Sent, marked seen", folder: "Sent", copies: 1},
+		// The append fails: logged, the reply stays sent once.
+		{name: "missing folder", folder: "Sent Items", copies: 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := mailtest.StartSMTP(t, mailtest.SMTPOptions{})
+			mb := obtMailbox(srv.Addr(), config.TLSNone)
+			box := mailtest.StartIMAP(t, mailtest.IMAPOptions{User: obtUser, Password: obtPassword, Folders: []string{"INBOX", "Sent"},
+				NoIDLE: true, IMAP4rev2: true})
+			mb.IMAP.Addr = box.Addr()
+			mb.SMTP.SentFolder = tc.folder
+			h := obtStart(t, OutboundOptions{Mailboxes: []config.Mailbox{mb}})
+			h.publish(t, obtReply("r1"), "r1")
+			h.report(t, "r1", message.DeliverySent, 1)
+			h.settled(t)
+			mails := srv.Received()
+			if len(mails) != 1 {
+				t.Fatalf("%d mails, want 1", len(mails))
+			}
+			if tc.copies == 0 {
+				testbus.CheckFor(t, obtWait, obtEvery, func() error {
+					for _, e := range h.logs.FilterMessage("sent copy not filed").All() {
+						if e.Level == zapcore.WarnLevel && e.ContextMap()["reply_id"] == "r1" {
+							return nil
+						}
+					}
+					return errors.New("no warning about the sent copy")
+				})
+				if filed, err := box.Fetch("Sent"); err != nil || len(filed) != 0 {
+					t.Errorf("Sent folder: %d messages (%v)", len(filed), err)
+				}
+				info := h.settled(t)
+				if n := len(srv.Received()); n != 1 || info.NumRedelivered != 0 || h.count("r1", message.DeliverySent) != 1 {
+					t.Errorf("after a failed append: %d mails, %d redeliveries, %d sent reports", n, info.NumRedelivered, h.count("r1", message.DeliverySent))
+				}
+				return
+			}
+			var filed []mailtest.Stored
+			testbus.CheckFor(t, obtWait, obtEvery, func() error {
+				var err error
+				if filed, err = box.Fetch(tc.folder); err != nil {
+					return err
+				}
+				if len(filed) != tc.copies {
+					return fmt.Errorf("%d messages in %s, want %d", len(filed), tc.folder, tc.copies)
+				}
+				return nil
+			})
+			if !slices.Contains(filed[0].Flags, imap.FlagSeen) {
+				t.Errorf("flags %v, want \\Seen", filed[0].Flags)
+			}
+			if !bytes.Equal(filed[0].Raw, mails[0].Data) {
+				t.Errorf("sent copy differs from the mail sent:\n%s\n---\n%s", filed[0].Raw, mails[0].Data)
+			}
+		})
+	}
+}
+
+func TestOutboundUnsendableReplies(t *testing.T) {
+	t.Parallel()
+	srv := mailtest.StartSMTP(t, mailtest.SMTPOptions{})
+	receiveOnly := obtMailbox("", config.TLSNone)
+	receiveOnly.Name, receiveOnly.Address = "sales", "sales@wallet.example"
+	noSMTP := obtReply("nosmtp")
+	badTo := obtReply("badto")
+	badTo.To = "+15550001111"
+	tests := []struct {
+		name      string
+		mailboxes []config.Mailbox
+		payload   []byte
+		id        string
+		detail    string
+	}{
+		{name: "no recipient", payload: []byte(`{"v":1,"id":"norcpt","channel":"email","text":"hi"}`), id: "norcpt", detail: "no recipient"},
+		{name: "unknown version", payload: []byte(`{"v":9,"id":"v9","channel":"email","to":"li@example.com"}`), id: "v9", detail: "version"},
+		{name: "recipient not an e-mail address", payload: obtJSON(t, badTo), id: "badto", detail: `recipient "+15550001111" is not an e-mail address`},
+		{name: "no mailbox can send", mailboxes: []config.Mailbox{receiveOnly}, payload: obtJSON(t, noSMTP), id: "nosmtp", detail: "none has an smtp.addr"},
+		{name: "not JSON at all", payload: []byte("not json")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			mbs := tc.mailboxes
+			if mbs == nil {
+				mbs = []config.Mailbox{obtMailbox(srv.Addr(), config.TLSNone)}
+			}
+			h := obtStart(t, OutboundOptions{Mailboxes: mbs})
+			h.publishRaw(t, tc.payload, "m1")
+			if tc.id != "" {
+				d := h.report(t, tc.id, message.DeliveryFailed, 1)
+				if !strings.Contains(d.Detail, tc.detail) {
+					t.Errorf("detail %q, want it to contain %q", d.Detail, tc.detail)
+				}
+			}
+			// Terminated, never redelivered.
+			info := h.settled(t)
+			if info.NumRedelivered != 0 {
+				t.Errorf("redelivered %d times", info.NumRedelivered)
+			}
+		})
+	}
+	if n := len(srv.Received()); n != 0 {
+		t.Errorf("%d mails sent", n)
+	}
+}
+
+func obtJSON(t *testing.T, o message.Outbound) []byte {
+	t.Helper()
+	data, err := json.Marshal(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// The reply goes from the mailbox the customer wrote to when it can send,
+// else from the first that can.
+func TestOutboundPicksTheMailbox(t *testing.T) {
+	t.Parallel()
+	srv := mailtest.StartSMTP(t, mailtest.SMTPOptions{})
+	mailbox := func(name, addr, smtpAddr string) config.Mailbox {
+		mb := obtMailbox(smtpAddr, config.TLSNone)
+		mb.Name, mb.Address, mb.SMTP.From = name, addr, addr
+		return mb
+	}
+	mbs := []config.Mailbox{
+		mailbox("inbox-only", "inbox@wallet.example", ""),
+		mailbox("help", "help@wallet.example", srv.Addr()),
+		mailbox("sales", "sales@wallet.example", srv.Addr()),
+	}
+	h := obtStart(t, OutboundOptions{Mailboxes: mbs})
+	tests := []struct{ id, from, want string }{
+		{"to-sales", "Sales@Wallet.example", "sales@wallet.example"},
+		{"to-sales-named", "Wallet Sales <sales@wallet.example>", "sales@wallet.example"},
+		{"to-inbox-only", "inbox@wallet.example", "help@wallet.example"},
+		{"no-from", "", "help@wallet.example"},
+	}
+	for _, tc := range tests {
+		o := obtReply(tc.id)
+		o.From = tc.from
+		h.publish(t, o, tc.id)
+		h.report(t, tc.id, message.DeliverySent, 1)
+	}
+	h.settled(t)
+	got := map[string]string{}
+	for _, m := range srv.Received() {
+		hd := composeParse(t, m.Data).header
+		id, _ := hd.MessageID()
+		from, _ := hd.AddressList("From")
+		if len(from) != 1 || from[0].Address != m.From {
+			t.Errorf("%s: header From %v, envelope %q", id, from, m.From)
+		}
+		got[strings.Split(id, "@")[0]] = m.From
+	}
+	for _, tc := range tests {
+		if got[tc.id] != tc.want {
+			t.Errorf("reply %s (from %q) went from %q, want %q", tc.id, tc.from, got[tc.id], tc.want)
+		}
+	}
+}
+
+// Stopping lets a send under way finish, and Run returns.
+func TestOutboundStopsCleanly(t *testing.T) {
+	t.Parallel()
+	srv := mailtest.StartSMTP(t, mailtest.SMTPOptions{})
+	srvBus := testbus.Start(t)
+	b := srvBus.Connect(t)
+	out := NewOutbound(b, OutboundOptions{Mailboxes: []config.Mailbox{obtMailbox(srv.Addr(), config.TLSNone)}}, zaptest.NewLogger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- out.Run(ctx) }()
+	data := obtJSON(t, obtReply("r1"))
+	if _, err := b.Publish(context.Background(), bus.OutboundSubject(message.Email), data, "r1", nil); err != nil {
+		t.Fatal(err)
+	}
+	testbus.CheckFor(t, obtWait, obtEvery, func() error {
+		if len(srv.Received()) != 1 {
+			return errors.New("not sent yet")
+		}
+		return nil
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+}
