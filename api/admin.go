@@ -17,6 +17,8 @@ type Admin struct {
 	Rules  RulesStatus
 	Agents *Agents
 	Log    *zap.Logger
+	// Quarantine is the e-mail connector's; nil when it is off.
+	Quarantine Quarantine
 }
 
 // Register adds the admin endpoints to mux.
@@ -28,4 +30,5 @@ func (a *Admin) Register(mux *http.ServeMux) {
 		}
 		WriteJSON(w, http.StatusOK, a.Rules.Status())
 	}))
+	a.registerQuarantine(mux)
 }

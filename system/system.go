@@ -154,6 +154,9 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 			phones[a.Name] = a.Phone
 		}
 		ob = &outbox.Outbox{Store: s.store, Pub: outbox.BusPublisher{Bus: s.bus}, AgentPhone: func(name string) string { return phones[name] }}
+		// Replies' Message-IDs carry our own domain, so bounces and answers
+		// that quote them come back to us recognisably.
+		ob.MailDomain = cfg.Conns.Email.MailDomain()
 	}
 	if o.Roles&RoleRouter != 0 {
 		stage := router.New(s.bus, s.store, s.rules, log.Named("router"), router.Options{AutoReply: &autoReplier{out: ob, rules: s.rules}})
@@ -174,7 +177,11 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 		})
 		agents := &api.Agents{Desk: d, Tokens: agentTokens(cfg), Seen: s.store.SeeAgent, MaxWait: cfg.Desk.MaxWait.D(),
 			MaxBody: 2*cfg.Store.Attachments.MaxSize.Int64() + 1<<20, Blobs: blobs, Log: log.Named("api")}
-		(&api.Admin{Rules: s.rules, Agents: agents, Log: log.Named("api")}).Register(mux)
+		quar, err := quarantineFor(ctx, cfg, s.bus, log.Named("email"))
+		if err != nil {
+			return fail(err)
+		}
+		(&api.Admin{Rules: s.rules, Agents: agents, Log: log.Named("api"), Quarantine: quar}).Register(mux)
 		if o.Roles&RoleAPI != 0 {
 			s.onShutdown = append(s.onShutdown, d.Stop)
 			agents.Register(mux)
@@ -415,7 +422,7 @@ func (s *System) stopBus() {
 }
 
 // ConnectorNames lists the connectors this build knows.
-func ConnectorNames() []string { return []string{"app", "twilio"} }
+func ConnectorNames() []string { return []string{"app", "email", "twilio"} }
 
 func buildConnectors(cfg *config.Config, only []string, pub *connectors.Inbound, log *zap.Logger) ([]connectors.Connector, error) {
 	want := map[string]bool{}
@@ -450,6 +457,15 @@ func buildConnectors(cfg *config.Config, only []string, pub *connectors.Inbound,
 		out = append(out, c)
 	} else if want["twilio"] {
 		return nil, errors.New("connector twilio is not on in config: set connectors.twilio.account_sid and auth_token (INROUTE_TWILIO_ACCOUNT_SID, INROUTE_TWILIO_AUTH_TOKEN)")
+	}
+	if e := cfg.Conns.Email; e.On() && (len(want) == 0 || want["email"]) {
+		c, err := emailConnector(cfg, pub, log.Named("email"))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	} else if want["email"] {
+		return nil, errors.New("connector email is not on in config: give a mailbox an imap.addr (INROUTE_IMAP_ADDR, INROUTE_IMAP_USER, INROUTE_IMAP_PASSWORD)")
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
 	return out, nil

@@ -44,6 +44,8 @@ inroute (serve or api):
   reopen ID                  put a resolved conversation back in its queue
   queues                     the queue board: waiting work, SLA risks, agents
   me                         who you are: role, queues, capacity, open work
+  quarantine [list | show NAME | retry NAME | drop NAME]
+                             (admins) mail the e-mail connector could not read
 
 Every subcommand takes:
   --url URL          the inroute HTTP API (default $INROUTE_URL, else http://127.0.0.1:8080)
@@ -115,6 +117,8 @@ func agentSubs() []agentSub {
 		{"reopen", "ID", "Puts a resolved conversation back in its queue.", 1, 1, nil, agentAction("reopen", "reopened #ID")},
 		{"queues", "", "Shows the queue board: waiting work per queue and urgency, SLA risks, agents.", 0, 0, nil, agentQueues},
 		{"me", "", "Shows who the token belongs to: role, queues, capacity and open conversations.", 0, 0, nil, agentMe},
+		{"quarantine", "[list | show NAME | retry NAME | drop NAME]",
+			"Admins: lists the mail the e-mail connector could not read (kept raw with the reason),\nprints one as it was received (show), reads one again and routes it if it now\nreads (retry), or deletes one (drop).", 0, 2, nil, agentQuarantine},
 	}
 }
 
@@ -1086,4 +1090,73 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func agentQuarantine(ctx context.Context, c *agentClient, _ *agentOpts, pos []string) int {
+	const base = "/v1/admin/email/quarantine"
+	verb := "list"
+	if len(pos) > 0 {
+		verb = pos[0]
+	}
+	if verb != "list" && len(pos) != 2 {
+		return c.usageError("quarantine %s needs the NAME from quarantine list", verb)
+	}
+	switch verb {
+	case "list":
+		_, data, err := c.call(ctx, http.MethodGet, base, nil)
+		if err != nil {
+			return c.fail(err)
+		}
+		if c.json {
+			return c.printRaw(data)
+		}
+		var ans struct {
+			Quarantine []struct {
+				Name  string    `json:"name"`
+				Error string    `json:"error"`
+				At    time.Time `json:"at"`
+				Size  int64     `json:"size"`
+			} `json:"quarantine"`
+		}
+		if err := json.Unmarshal(data, &ans); err != nil {
+			fmt.Fprintf(c.stderr, "inroute agent: cannot read the answer: %v\n", err)
+			return exitFail
+		}
+		if len(ans.Quarantine) == 0 {
+			fmt.Fprintln(c.stdout, "the quarantine is empty")
+			return exitOK
+		}
+		for _, q := range ans.Quarantine {
+			fmt.Fprintf(c.stdout, "%s  %s  %d bytes\n    %s\n", q.Name, q.At.Local().Format("2006-01-02 15:04"), q.Size, q.Error)
+		}
+		return exitOK
+	case "show":
+		_, data, err := c.call(ctx, http.MethodGet, base+"/"+url.PathEscape(pos[1]), nil)
+		if err != nil {
+			return c.fail(err)
+		}
+		_, _ = c.stdout.Write(data)
+		return exitOK
+	case "retry":
+		_, data, err := c.call(ctx, http.MethodPost, base+"/"+url.PathEscape(pos[1])+"/retry", nil)
+		if err != nil {
+			return c.fail(err)
+		}
+		if c.json {
+			return c.printRaw(data)
+		}
+		var ans struct {
+			MessageID string `json:"message_id"`
+		}
+		_ = json.Unmarshal(data, &ans)
+		fmt.Fprintf(c.stdout, "%s reads now: routed as message %s\n", pos[1], ans.MessageID)
+		return exitOK
+	case "drop":
+		if _, _, err := c.call(ctx, http.MethodDelete, base+"/"+url.PathEscape(pos[1]), nil); err != nil {
+			return c.fail(err)
+		}
+		fmt.Fprintf(c.stdout, "dropped %s\n", pos[1])
+		return exitOK
+	}
+	return c.usageError("quarantine: unknown action %q (list, show, retry or drop)", verb)
 }

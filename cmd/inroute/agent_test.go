@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/inroute/inroute/config"
+	"github.com/inroute/inroute/connectors/email/mailtest"
 	"github.com/inroute/inroute/system"
 	"go.uber.org/zap/zaptest"
 )
@@ -56,11 +57,15 @@ agents:
 
 // startAgentSystem runs the whole system in-process and points the agent
 // command at it as ann.
-func startAgentSystem(t *testing.T) string {
+func startAgentSystem(t *testing.T, edit ...func(*config.Config)) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	sys, err := system.Start(ctx, system.Options{Config: agentTestConfig(t), Roles: system.RoleAll, Log: zaptest.NewLogger(t), Name: t.Name()})
+	cfg := agentTestConfig(t)
+	for _, e := range edit {
+		e(cfg)
+	}
+	sys, err := system.Start(ctx, system.Options{Config: cfg, Roles: system.RoleAll, Log: zaptest.NewLogger(t), Name: t.Name()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,5 +370,49 @@ func TestAgentDisplayWidth(t *testing.T) {
 		if got := human(d); got != want {
 			t.Errorf("human(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// An admin works the e-mail quarantine from the command line.
+func TestAgentQuarantine(t *testing.T) {
+	srv := mailtest.StartIMAP(t, mailtest.IMAPOptions{})
+	startAgentSystem(t, func(c *config.Config) { c.Conns.Email.Mailboxes = []config.Mailbox{srv.Mailbox()} })
+	const bad = "Subject: nobody wrote this\r\nMessage-ID: <q1@nowhere>\r\n\r\nno sender\r\n"
+	srv.Deliver("INBOX", []byte(bad))
+	var name string
+	deadline := time.Now().Add(10 * time.Second)
+	for name == "" {
+		code, out, errs := runAgentCmd("quarantine", "--json")
+		var ans struct{ Quarantine []struct{ Name string } }
+		if code == 0 && json.Unmarshal([]byte(out), &ans) == nil && len(ans.Quarantine) == 1 {
+			name = ans.Quarantine[0].Name
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing quarantined: exit %d %s %s", code, out, errs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, out, _ := runAgentCmd("quarantine", "list"); code != 0 || !strings.Contains(out, name) || !strings.Contains(out, "no From") {
+		t.Errorf("list: exit %d\n%s", code, out)
+	}
+	if code, out, _ := runAgentCmd("quarantine", "show", name); code != 0 || out != bad {
+		t.Errorf("show: exit %d %q", code, out)
+	}
+	if code, _, errs := runAgentCmd("quarantine", "retry", name); code == 0 || !strings.Contains(errs, "still cannot be read") {
+		t.Errorf("retry: exit %d %s", code, errs)
+	}
+	if code, out, _ := runAgentCmd("quarantine", "drop", name); code != 0 || !strings.Contains(out, "dropped "+name) {
+		t.Errorf("drop: exit %d %s", code, out)
+	}
+	if code, out, _ := runAgentCmd("quarantine"); code != 0 || !strings.Contains(out, "empty") {
+		t.Errorf("list after drop: exit %d %s", code, out)
+	}
+	if code, _, errs := runAgentCmd("quarantine", "retry"); code == 0 || !strings.Contains(errs, "NAME") {
+		t.Errorf("retry without a name: exit %d %s", code, errs)
+	}
+	t.Setenv("INROUTE_AGENT_TOKEN", agentTestBob)
+	if code, _, errs := runAgentCmd("quarantine"); code == 0 || !strings.Contains(errs, "forbidden") {
+		t.Errorf("an agent listed the quarantine: exit %d %s", code, errs)
 	}
 }
