@@ -208,9 +208,14 @@ func TestReplyGoesToThePersonNotTheAutoReplier(t *testing.T) {
 	ob, st, b := setup(t)
 	first := mail("li@example.com", "help@wallet.example", "<r1@mail.example.com>", "Refund not received")
 	id := record(t, st, first)
+	ack, _, err := ob.Send(t.Context(), outbox.Request{ConversationID: id, Text: "We have your mail", Key: "auto:1", Agent: "inroute", Auto: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The customer's assistant's out-of-office answers our acknowledgement.
 	ooo := mail("li.assistant@example.com", "help@wallet.example", "<r2@mail.example.com>", "Out of office")
 	ooo.Automatic = message.AutoReply
-	ooo.Thread.InReplyTo = first.Thread.MessageID
+	ooo.Thread.InReplyTo = ack.Thread.MessageID
 	if got := record(t, st, ooo); got != id {
 		t.Fatalf("auto-reply recorded on conversation %d, want %d", got, id)
 	}

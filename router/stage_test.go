@@ -515,6 +515,7 @@ func TestAutomaticRecordedNotRouted(t *testing.T) {
 	person.Thread.MessageID = "<p1@mail.example.com>"
 	ooo := msg(message.Email, "<o1@mail.example.com>", "I am out of the office")
 	ooo.Automatic = message.AutoReply
+	ooo.From = person.From // the person's own out-of-office
 	ooo.Thread = message.Thread{MessageID: "<o1@mail.example.com>", InReplyTo: person.Thread.MessageID}
 	ooo.Extra = map[string]string{"automatic_reason": "Auto-Submitted: auto-replied"}
 	bounce := msg(message.Email, "<b1@mx.example.net>", "delivery failed")

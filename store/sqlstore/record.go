@@ -60,6 +60,7 @@ type batch struct {
 	root          map[int64]int64             // contact -> root of its merge group
 	threadConv    map[string]threadRef        // e-mail Message-ID of this batch -> conversation
 	refConv       map[string]int64            // stored e-mail Message-ID -> conversation
+	refOut        map[string]bool             // stored Message-IDs that are our own replies'
 
 	ids      map[string][]int64 // allocated, unused ids per table
 	merges   [][2]int64         // (root, from) to apply in SQL
@@ -124,7 +125,7 @@ func newBatch(s *Store, tx *sql.Tx, ctx context.Context) *batch {
 	return &batch{
 		s: s, tx: tx, ctx: ctx, now: s.o.Now().UTC(),
 		verifiedOwner: map[identKey]int64{}, claimedBy: map[identKey]map[int64]bool{},
-		root: map[int64]int64{}, threadConv: map[string]threadRef{}, refConv: map[string]int64{}, ids: map[string][]int64{},
+		root: map[int64]int64{}, threadConv: map[string]threadRef{}, refConv: map[string]int64{}, refOut: map[string]bool{}, ids: map[string][]int64{},
 		convs: map[int64]*store.Conversation{}, cands: map[int64][]*store.Conversation{}, dirty: map[int64]bool{},
 	}
 }
@@ -500,16 +501,19 @@ func (b *batch) loadConversations(roots map[int64]bool, ws []work) error {
 		}
 	}
 	if len(refs) > 0 {
-		rows, err := b.query(`SELECT thread_message_id, conversation_id FROM messages WHERE thread_message_id IN (`+placeholders(len(refs))+`)`, toAny(refs)...)
+		rows, err := b.query(`SELECT thread_message_id, conversation_id, direction FROM messages WHERE thread_message_id IN (`+placeholders(len(refs))+`)`, toAny(refs)...)
 		if err != nil {
 			return fmt.Errorf("thread by references: %w", err)
 		}
 		for rows.Next() {
-			var ref string
+			var ref, dir string
 			var conv int64
-			if err := rows.Scan(&ref, &conv); err != nil {
+			if err := rows.Scan(&ref, &conv, &dir); err != nil {
 				rows.Close()
 				return err
+			}
+			if dir == string(store.Out) {
+				b.refOut[ref] = true
 			}
 			if _, ok := b.refConv[ref]; !ok {
 				b.refConv[ref] = conv
@@ -660,14 +664,16 @@ func (b *batch) placeAutomatic(w *work, n int, customer int64, conv *store.Conve
 // says how in words. The rules, in order: e-mail references, the
 // conversation token in the subject, the same chat channel within the
 // chat window, an open conversation on the same topic on any channel.
-// Only the customer's own conversations are ever considered.
+// Only the customer's own conversations are considered, with one
+// exception below.
 //
 // A machine-written message (m.Automatic) follows only what it names:
-// its references and the token. References may lead to any customer's
-// conversation, in any state (the token only to the sender's own): a bounce comes from the mail server, an out-of-office
-// reply often from another address than the one we wrote to, and the
-// message is only recorded there, never shown as that customer's work.
-// Being near in time or topic proves nothing about where it belongs.
+// its references and the token, into a conversation in any state. It may
+// reach another customer's conversation only by naming one of our own
+// replies' Message-IDs (unguessable: a ULID): a bounce comes from the
+// mail server and an out-of-office reply often from another address than
+// the one we wrote to. A customer's own Message-ID or a token, which
+// others may know or guess, leads only into the sender's conversations.
 func (b *batch) thread(m *message.Message, customer int64, d store.Decision) (*store.Conversation, string) {
 	o := b.s.o
 	auto := m.Automatic != ""
@@ -694,10 +700,13 @@ func (b *batch) thread(m *message.Message, customer int64, d store.Decision) (*s
 	}
 	for _, r := range threadRefs(m.Thread) {
 		var c *store.Conversation
-		if t, ok := b.threadConv[r]; ok && (auto || t.customer == customer) {
+		if t, ok := b.threadConv[r]; ok && t.customer == customer {
 			c = b.convs[t.conv]
 		} else if id, ok := b.refConv[r]; ok {
 			c = b.convs[id]
+			if auto && c != nil && c.CustomerID != customer && !b.refOut[r] {
+				c = nil
+			}
 		}
 		if c != nil && usable(c) {
 			return c, fmt.Sprintf("%s conversation %d: e-mail reply to a message in it (In-Reply-To/References)", verb(c), c.ID)

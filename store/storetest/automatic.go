@@ -21,7 +21,8 @@ var automaticTests = []contractTest{
 	{"AutoReplyToResolvedStaysResolved", testAutoReplyResolvedStays},
 	{"BounceFromMailServerJoinsReplyConversation", testBounceJoinsReplyConversation},
 	{"TokenJoinsOwnConversationsOnly", testAutomaticToken},
-	{"InBatchReferenceAcrossCustomers", testAutomaticInBatch},
+	{"InBatchReference", testAutomaticInBatch},
+	{"CustomersMessageIDDoesNotCrossCustomers", testAutomaticForeignReference},
 	{"NoReferenceRecordedResolved", testAutomaticNoReference},
 	{"Duplicate", testAutomaticDuplicate},
 	{"PersonAfterwardsRoutesNormally", testPersonAfterAutomatic},
@@ -286,10 +287,14 @@ func testAutomaticToken(t *testing.T, b Backend) {
 }
 
 // The reference may be to a message of the same batch.
+//
+// (From another sender, a reference to a customer's own Message-ID leads
+// nowhere: see CustomersMessageIDDoesNotCrossCustomers.)
 func testAutomaticInBatch(t *testing.T, b Backend) {
 	e := newEnv(t, b)
-	first := e.msg(message.Email, newEmail("sam"))
-	ooo := e.automatic(message.AutoReply, newEmail("elsewhere"))
+	addr := newEmail("sam")
+	first := e.msg(message.Email, addr)
+	ooo := e.automatic(message.AutoReply, addr)
 	ooo.Thread.InReplyTo = first.Thread.MessageID
 	res := e.record(store.Inbound{Msg: first, Decision: topic("refund")}, store.Inbound{Msg: ooo, Decision: automaticDecision})
 
@@ -372,9 +377,10 @@ func testAutomaticNoReference(t *testing.T, b Backend) {
 func testAutomaticDuplicate(t *testing.T, b Backend) {
 	t.Run("Joined", func(t *testing.T) {
 		e := newEnv(t, b)
-		first := e.msg(message.Email, newEmail("tess"))
+		addr := newEmail("tess")
+		first := e.msg(message.Email, addr)
 		conv := e.rec(first, topic("refund")).Conversation.ID
-		ooo := e.automatic(message.AutoReply, newEmail("ooo"))
+		ooo := e.automatic(message.AutoReply, addr)
 		ooo.Thread.InReplyTo = first.Thread.MessageID
 		r1 := e.rec(ooo, automaticDecision)
 		e.requireAutomaticJoined(r1, conv, "first delivery")
@@ -514,5 +520,21 @@ func testLoopCopyKeepsThreading(t *testing.T, b Backend) {
 				t.Fatalf("answer to our reply: Joined=%v conversation %d (%s); want joined to %d", ra.Joined, ra.Conversation.ID, ra.Threading, conv)
 			}
 		})
+	}
+}
+
+// Someone who knows (or guesses) a customer's own Message-ID cannot put
+// text into that customer's conversation by calling their mail automatic;
+// only our replies' Message-IDs lead across customers.
+func testAutomaticForeignReference(t *testing.T, b Backend) {
+	e := newEnv(t, b)
+	first := e.msg(message.Email, newEmail("una"))
+	conv := e.rec(first, topic("refund")).Conversation.ID
+	forged := e.automatic(message.AutoReply, newEmail("mallory"))
+	forged.Thread.InReplyTo = first.Thread.MessageID
+	r := e.rec(forged, automaticDecision)
+	if r.Conversation.ID == conv || r.Conversation.Status != store.StatusResolved {
+		t.Errorf("another sender's automatic mail naming the customer's Message-ID went to conversation %d (%s); want a new resolved one",
+			r.Conversation.ID, r.Conversation.Status)
 	}
 }
