@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -27,6 +28,8 @@ type reader struct {
 	cps *checkpoints
 	q   *Quarantine
 	log *zap.Logger
+	// watch bounds the commands of the current session.
+	watch *watchdog
 }
 
 // run keeps a session open, reconnecting with a doubling backoff, until
@@ -79,8 +82,18 @@ func (r *reader) session(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 
+	// A server that stays connected but stops answering would hold a
+	// command for ever: each gets cmdTimeout, then the connection goes.
+	watch := newWatchdog(c)
+	defer watch.stop()
+
 	folder := r.mb.IMAP.Folder
-	sel, err := c.Select(folder, nil).Wait()
+	r.watch = watch
+	if err := r.ensureMoveTo(c); err != nil {
+		return err
+	}
+	var sel *imap.SelectData
+	err = watch.run(func() (err error) { sel, err = c.Select(folder, nil).Wait(); return err })
 	if err != nil {
 		return fmt.Errorf("imap select %s: %w", folder, err)
 	}
@@ -92,18 +105,18 @@ func (r *reader) session(ctx context.Context) error {
 		if cp.UIDValidity != 0 {
 			r.log.Warn("UIDVALIDITY changed: reading the folder again; mail seen before is dropped by its Message-ID",
 				zap.Uint32("was", cp.UIDValidity), zap.Uint32("now", sel.UIDValidity))
-			if err := r.resync(ctx, c, sel, cp); err != nil {
-				return err
-			}
-			if cp, err = r.cps.get(ctx, r.mb.Name); err != nil {
-				return err
-			}
 		} else {
-			cp = checkpoint{UIDValidity: sel.UIDValidity}
+			r.log.Info("first start on this mailbox: reading its unread mail (all of it with move_to); mail already read stays as it is")
+		}
+		if err := r.resync(ctx, c, sel, cp); err != nil {
+			return err
+		}
+		if cp, err = r.cps.get(ctx, r.mb.Name); err != nil {
+			return err
 		}
 	}
 	r.log.Info("mailbox open", zap.String("folder", folder), zap.Uint32("uid_validity", cp.UIDValidity),
-		zap.Uint32("last_uid", cp.LastUID), zap.Bool("idle", r.idle(c)))
+		zap.Uint32("last_uid", cp.LastUID), zap.Bool("idle_offered", c.Caps().Has(imap.CapIdle)), zap.Bool("idle", r.idle(c)))
 	// A crash between the checkpoint and \Seen (or the move) leaves
 	// mail read but unmarked: finish the marking first.
 	if err := r.finishMarking(c, cp); err != nil {
@@ -134,17 +147,20 @@ func (r *reader) waitForMail(ctx context.Context, c *imapclient.Client, wake cha
 		case <-wake:
 		case <-time.After(every):
 		}
-		// NOOP lets the server tell us about new mail; the fetch that
+		// NOOP lets the server tell us about new mail; the search that
 		// follows finds it either way.
-		return c.Noop().Wait()
+		if err := r.watch.run(func() error { return c.Noop().Wait() }); err != nil {
+			return fmt.Errorf("imap noop: %w", err)
+		}
+		return nil
 	}
 	select {
 	case <-wake: // news arrived with the last command
 		return nil
 	default:
 	}
-	cmd, err := c.Idle()
-	if err != nil {
+	var cmd *imapclient.IdleCommand
+	if err := r.watch.run(func() (err error) { cmd, err = c.Idle(); return err }); err != nil {
 		return fmt.Errorf("imap idle: %w", err)
 	}
 	t := time.NewTimer(min(every*25, idleRenew))
@@ -155,23 +171,36 @@ func (r *reader) waitForMail(ctx context.Context, c *imapclient.Client, wake cha
 	case <-t.C:
 	case <-c.Closed():
 	}
-	if err := cmd.Close(); err != nil {
-		return fmt.Errorf("imap idle done: %w", err)
-	}
-	if err := cmd.Wait(); err != nil {
+	err := r.watch.run(func() error {
+		if err := cmd.Close(); err != nil {
+			return err
+		}
+		return cmd.Wait()
+	})
+	if err != nil {
 		return fmt.Errorf("imap idle: %w", err)
 	}
 	return ctx.Err()
 }
 
-// drain reads every mail above the checkpoint, oldest first.
-func (r *reader) drain(ctx context.Context, c *imapclient.Client, cp *checkpoint) error {
-	data, err := c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{{imap.UIDRange{Start: imap.UID(cp.LastUID + 1), Stop: 0}}}}, nil).Wait()
+// search runs UID SEARCH under the watchdog.
+func (r *reader) search(c *imapclient.Client, crit *imap.SearchCriteria) ([]imap.UID, error) {
+	var data *imap.SearchData
+	err := r.watch.run(func() (err error) { data, err = c.UIDSearch(crit, nil).Wait(); return err })
 	if err != nil {
-		return fmt.Errorf("imap search after uid %d: %w", cp.LastUID, err)
+		return nil, err
 	}
 	uids := data.AllUIDs()
 	slices.Sort(uids)
+	return uids, nil
+}
+
+// drain reads every mail above the checkpoint, oldest first.
+func (r *reader) drain(ctx context.Context, c *imapclient.Client, cp *checkpoint) error {
+	uids, err := r.search(c, &imap.SearchCriteria{UID: []imap.UIDSet{{imap.UIDRange{Start: imap.UID(cp.LastUID + 1), Stop: 0}}}})
+	if err != nil {
+		return fmt.Errorf("imap search after uid %d: %w", cp.LastUID, err)
+	}
 	for _, uid := range uids {
 		// "n:*" also names the highest UID when it is below n.
 		if uint32(uid) <= cp.LastUID {
@@ -218,10 +247,15 @@ func (r *reader) one(ctx context.Context, c *imapclient.Client, uid imap.UID, cp
 }
 
 // fetch reads one mail with BODY.PEEK (so \Seen stays ours to set). A
-// mail above MaxSize is read as headers only and its size returned.
+// mail above MaxSize is read as headers only and its size returned. A
+// mail that is gone (expunged) is nil.
 func (r *reader) fetch(c *imapclient.Client, uid imap.UID) (raw []byte, date time.Time, oversize int64, err error) {
 	set := imap.UIDSetNum(uid)
-	meta, err := c.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true}).Collect()
+	var meta []*imapclient.FetchMessageBuffer
+	err = r.watch.run(func() (err error) {
+		meta, err = c.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true}).Collect()
+		return err
+	})
 	if err != nil {
 		return nil, time.Time{}, 0, fmt.Errorf("imap fetch size of uid %d: %w", uid, err)
 	}
@@ -234,7 +268,11 @@ func (r *reader) fetch(c *imapclient.Client, uid imap.UID) (raw []byte, date tim
 		oversize = meta[0].RFC822Size
 		section = &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
 	}
-	bufs, err := c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}}).Collect()
+	var bufs []*imapclient.FetchMessageBuffer
+	err = r.watch.run(func() (err error) {
+		bufs, err = c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}}).Collect()
+		return err
+	})
 	if err != nil {
 		return nil, time.Time{}, 0, fmt.Errorf("imap fetch uid %d: %w", uid, err)
 	}
@@ -243,21 +281,65 @@ func (r *reader) fetch(c *imapclient.Client, uid imap.UID) (raw []byte, date tim
 	}
 	raw = bufs[0].FindBodySection(section)
 	if raw == nil {
-		raw = []byte{} // an empty mail is still a mail: quarantined as such
+		// The server answered without the body: a hiccup, not bad mail.
+		// Quarantining would mark it read with nothing kept.
+		return nil, time.Time{}, 0, fmt.Errorf("imap fetch uid %d: the server sent no body", uid)
 	}
 	return raw, date, oversize, nil
 }
 
-// mark sets \Seen on, or moves, mail that is durable on the bus.
-func (r *reader) mark(c *imapclient.Client, set imap.UIDSet) error {
-	if to := r.mb.IMAP.MoveTo; to != "" {
-		if _, err := c.Move(set, to).Wait(); err != nil {
-			return fmt.Errorf("imap move %s to %s: %w", set, to, err)
-		}
+// ensureMoveTo makes sure the folder mail is moved to exists: a move to a
+// missing folder would fail after every checkpoint and hold the mailbox.
+func (r *reader) ensureMoveTo(c *imapclient.Client) error {
+	to := r.mb.IMAP.MoveTo
+	if to == "" {
 		return nil
 	}
-	if err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close(); err != nil {
-		return fmt.Errorf("imap mark %s seen: %w", set, err)
+	var found []*imap.ListData
+	if err := r.watch.run(func() (err error) { found, err = c.List("", to, nil).Collect(); return err }); err != nil {
+		return fmt.Errorf("imap list %s: %w", to, err)
+	}
+	if len(found) > 0 {
+		return nil
+	}
+	if err := r.watch.run(func() error { return c.Create(to, nil).Wait() }); err != nil {
+		return fmt.Errorf("imap.move_to folder %q does not exist and cannot be created: %w", to, err)
+	}
+	r.log.Info("created the move_to folder", zap.String("folder", to))
+	return nil
+}
+
+// mark sets \Seen on, or moves, mail that is durable on the bus.
+func (r *reader) mark(c *imapclient.Client, set imap.UIDSet) error {
+	to := r.mb.IMAP.MoveTo
+	seen := &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}
+	switch {
+	case to == "":
+		if err := r.watch.run(func() error { return c.Store(set, seen, nil).Close() }); err != nil {
+			return fmt.Errorf("imap mark %s seen: %w", set, err)
+		}
+	case c.Caps().Has(imap.CapMove):
+		if err := r.watch.run(func() error { _, err := c.Move(set, to).Wait(); return err }); err != nil {
+			return fmt.Errorf("imap move %s to %s: %w", set, to, err)
+		}
+	default:
+		// No MOVE: copy, and only once the copy is certain delete the
+		// original. go-imap's own fallback sends all three at once, and
+		// a plain EXPUNGE (no UIDPLUS) would remove every \Deleted mail
+		// in the folder, not only ours: then the original stays, read
+		// and marked \Deleted, for the server's own cleanup.
+		if err := r.watch.run(func() error { _, err := c.Copy(set, to).Wait(); return err }); err != nil {
+			return fmt.Errorf("imap copy %s to %s: %w", set, to, err)
+		}
+		del := &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen, imap.FlagDeleted}}
+		if err := r.watch.run(func() error { return c.Store(set, del, nil).Close() }); err != nil {
+			return fmt.Errorf("imap mark %s deleted: %w", set, err)
+		}
+		if c.Caps().Has(imap.CapUIDPlus) {
+			if err := r.watch.run(func() error { return c.UIDExpunge(set).Close() }); err != nil {
+				return fmt.Errorf("imap expunge %s: %w", set, err)
+			}
+		}
 	}
 	return nil
 }
@@ -271,12 +353,13 @@ func (r *reader) finishMarking(c *imapclient.Client, cp checkpoint) error {
 	crit := &imap.SearchCriteria{UID: []imap.UIDSet{{imap.UIDRange{Start: 1, Stop: imap.UID(cp.LastUID)}}}}
 	if r.mb.IMAP.MoveTo == "" {
 		crit.NotFlag = []imap.Flag{imap.FlagSeen}
+	} else {
+		crit.NotFlag = []imap.Flag{imap.FlagDeleted}
 	}
-	data, err := c.UIDSearch(crit, nil).Wait()
+	uids, err := r.search(c, crit)
 	if err != nil {
 		return fmt.Errorf("imap search unmarked: %w", err)
 	}
-	uids := data.AllUIDs()
 	if len(uids) == 0 {
 		return nil
 	}
@@ -284,37 +367,77 @@ func (r *reader) finishMarking(c *imapclient.Client, cp checkpoint) error {
 	return r.mark(c, imap.UIDSetNum(uids...))
 }
 
-// resync starts over under a new UIDVALIDITY: the UIDs of the old
-// checkpoint mean nothing now. It reads the mail that is unread or from
-// the day before the last mail read onwards; what was read before is
-// dropped by its Message-ID (the bus's duplicate window, then the store).
+// resync reads a folder whose UIDs the checkpoint does not know: on the
+// first start, or under a new UIDVALIDITY (the old UIDs mean nothing
+// now). With move_to everything in the folder is still to be read. With
+// \Seen marking it reads the unread mail and, after a UIDVALIDITY change,
+// also the mail from the day before the last mail read onwards; what was
+// read before is dropped by its Message-ID (the bus's duplicate window,
+// then the store). On a first start, mail already read stays as it is:
+// pointing inroute at a mailbox people work in must not turn years of
+// answered mail into new conversations and acknowledgements.
 func (r *reader) resync(ctx context.Context, c *imapclient.Client, sel *imap.SelectData, old checkpoint) error {
-	crit := &imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagSeen}}
-	if !old.LastAt.IsZero() {
+	var crit *imap.SearchCriteria
+	switch {
+	case r.mb.IMAP.MoveTo != "":
+		crit = &imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagDeleted}}
+	case old.UIDValidity == 0 || old.LastAt.IsZero():
+		crit = &imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagSeen}}
+	default:
 		crit = &imap.SearchCriteria{Or: [][2]imap.SearchCriteria{{
 			{NotFlag: []imap.Flag{imap.FlagSeen}},
 			{Since: old.LastAt.Add(-24 * time.Hour)},
 		}}}
 	}
-	data, err := c.UIDSearch(crit, nil).Wait()
+	uids, err := r.search(c, crit)
 	if err != nil {
 		return fmt.Errorf("imap resync search: %w", err)
 	}
-	uids := data.AllUIDs()
-	slices.Sort(uids)
-	r.log.Info("resync", zap.Int("mails", len(uids)))
+	r.log.Info("reading the folder", zap.Int("mails", len(uids)))
 	cp := checkpoint{UIDValidity: sel.UIDValidity, LastAt: old.LastAt}
 	for _, uid := range uids {
 		if err := r.one(ctx, c, uid, &cp); err != nil {
 			return err
 		}
 	}
-	if len(uids) == 0 && sel.UIDNext > 1 {
-		// Nothing to read again: start after the newest mail there is.
+	// Every UID below UIDNEXT was in the folder at SELECT and either read
+	// now or left on purpose; mail that came since is above it.
+	if sel.UIDNext > 1 && uint32(sel.UIDNext)-1 > cp.LastUID {
 		cp.LastUID = uint32(sel.UIDNext) - 1
 	}
-	// Mail between the ones read keeps its place: the checkpoint is the
-	// highest UID read, and every lower UID in the new numbering was in
-	// the search (unread) or was read before the change.
 	return r.cps.put(ctx, r.mb.Name, cp)
 }
+
+// cmdTimeout bounds one IMAP command (a 25 MiB fetch on a slow link
+// included).
+const cmdTimeout = 5 * time.Minute
+
+// watchdog closes a connection whose command outlives cmdTimeout: go-imap
+// has no per-command deadline, and a server that stops answering would
+// hold the mailbox until the next stop.
+type watchdog struct {
+	t     *time.Timer
+	fired atomic.Bool
+}
+
+func newWatchdog(c *imapclient.Client) *watchdog {
+	w := &watchdog{}
+	w.t = time.AfterFunc(time.Hour, func() {
+		w.fired.Store(true)
+		c.Close()
+	})
+	w.t.Stop()
+	return w
+}
+
+func (w *watchdog) run(fn func() error) error {
+	w.t.Reset(cmdTimeout)
+	err := fn()
+	w.t.Stop()
+	if err != nil && w.fired.Load() {
+		return fmt.Errorf("no answer within %s: %w", cmdTimeout, err)
+	}
+	return err
+}
+
+func (w *watchdog) stop() { w.t.Stop() }

@@ -40,6 +40,9 @@ type IMAPOptions struct {
 	// IMAP4rev2 offers IMAP4rev2 as well as IMAP4rev1: go-imap's client
 	// then speaks rev2.
 	IMAP4rev2 bool
+	// NoMove and NoUIDPlus leave out MOVE and UIDPLUS, as older servers
+	// do: a client must copy, and may not expunge by UID.
+	NoMove, NoUIDPlus bool
 }
 
 // IMAP is a running IMAP double.
@@ -70,6 +73,12 @@ func StartIMAP(t testing.TB, opt IMAPOptions) *IMAP {
 	}
 	mem.AddUser(u)
 	caps := imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}, imap.CapMove: {}}
+	if opt.NoMove {
+		delete(caps, imap.CapMove)
+	}
+	if opt.NoUIDPlus {
+		delete(caps, imap.CapUIDPlus)
+	}
 	if opt.IMAP4rev2 {
 		caps[imap.CapIMAP4rev2] = struct{}{}
 	}
