@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	netmail "net/mail"
 	"strings"
 	"sync"
 	"time"
@@ -86,6 +87,9 @@ func New(pub *connectors.Inbound, b *bus.Bus, opt Options, log *zap.Logger) *Con
 	domains := map[string]bool{"inroute.invalid": true}
 	for _, m := range opt.Mailboxes {
 		ours[strings.ToLower(m.Address)] = true
+		if a, err := netmail.ParseAddress(m.SMTP.From); err == nil {
+			ours[strings.ToLower(a.Address)] = true
+		}
 		if _, d, ok := strings.Cut(m.Address, "@"); ok {
 			domains[strings.ToLower(d)] = true
 		}
@@ -105,7 +109,9 @@ func (c *Connector) Name() string { return "email" }
 func (c *Connector) Register(*http.ServeMux) {}
 
 // Run reads every mailbox and sends replies until ctx ends, then returns
-// once each mailbox has finished the mail in hand.
+// once every reader and sender has stopped. A mail in hand at the stop
+// is left half done (its publish or checkpoint cancelled); that is safe
+// because every step repeats harmlessly on the next start.
 func (c *Connector) Run(ctx context.Context) error {
 	cps, err := openCheckpoints(ctx, c.b)
 	if err != nil {

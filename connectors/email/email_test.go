@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/emersion/go-imap/v2"
+	"github.com/inroute/inroute/bus"
+	"github.com/nats-io/nats.go/jetstream"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -224,20 +228,118 @@ func TestIdleWakesOnNewMail(t *testing.T) {
 	}
 }
 
+// move_to, with MOVE, without it (copy, then delete by UID), and without
+// UIDPLUS either (copy, then leave the original read and \Deleted: a
+// plain EXPUNGE would take other \Deleted mail with it). A missing folder
+// is created.
 func TestMoveToFolder(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		opt   mailtest.IMAPOptions
+		inbox int
+	}{
+		{"move", mailtest.IMAPOptions{}, 1},
+		{"copy and expunge", mailtest.IMAPOptions{NoMove: true}, 1},
+		{"copy, no UIDPLUS", mailtest.IMAPOptions{NoMove: true, NoUIDPlus: true}, 2},
+		{"folder created", mailtest.IMAPOptions{Folders: []string{"INBOX"}}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := mailtest.StartIMAP(t, tc.opt)
+			b := testbus.Start(t).Connect(t)
+			mb := srv.Mailbox()
+			mb.IMAP.MoveTo = "Processed"
+			// Someone else's deleted mail must survive our moves.
+			if err := srv.Append("INBOX", mail("<other@customer.example>", "li@customer.example", "old", "old"), imap.FlagSeen, imap.FlagDeleted); err != nil {
+				t.Fatal(err)
+			}
+			srv.Deliver("INBOX", mail("<m1@customer.example>", "li@customer.example", "hi", "move me"))
+			r := startConnector(t, b, Options{Mailboxes: []config.Mailbox{mb}}, nil)
+			waitInbound(t, b, 1)
+			testbus.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+				if n := srv.Count("Processed"); n != 1 {
+					return fmt.Errorf("Processed holds %d", n)
+				}
+				if n := srv.Count("INBOX"); n != tc.inbox {
+					return fmt.Errorf("INBOX holds %d", n)
+				}
+				return nil
+			})
+			// A restart neither reads nor moves anything again.
+			r.stop()
+			startConnector(t, b, Options{Mailboxes: []config.Mailbox{mb}}, nil)
+			srv.Deliver("INBOX", mail("<m2@customer.example>", "li@customer.example", "hi", "and me"))
+			waitInbound(t, b, 2)
+			testbus.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+				if n := srv.Count("Processed"); n != 2 {
+					return fmt.Errorf("Processed holds %d", n)
+				}
+				return nil
+			})
+			if got := inbound(t, b); len(got) != 2 {
+				t.Fatalf("%d messages on the bus, want 2", len(got))
+			}
+		})
+	}
+}
+
+// On its first start the connector reads the unread mail only: pointing
+// it at a mailbox people already work in must not turn the mail they
+// answered into new conversations (and acknowledgements).
+func TestFirstStartReadsUnreadMailOnly(t *testing.T) {
 	srv := mailtest.StartIMAP(t, mailtest.IMAPOptions{})
 	b := testbus.Start(t).Connect(t)
-	mb := srv.Mailbox()
-	mb.IMAP.MoveTo = "Processed"
-	srv.Deliver("INBOX", mail("<m1@customer.example>", "li@customer.example", "hi", "move me"))
-	startConnector(t, b, Options{Mailboxes: []config.Mailbox{mb}}, nil)
-	waitInbound(t, b, 1)
-	testbus.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
-		if in, done := srv.Count("INBOX"), srv.Count("Processed"); in != 0 || done != 1 {
-			return fmt.Errorf("INBOX %d, Processed %d", in, done)
+	for i := range 3 {
+		if err := srv.Append("INBOX", mail(fmt.Sprintf("<old%d@customer.example>", i), "li@customer.example", "old", "answered"), imap.FlagSeen); err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	})
+	}
+	srv.Deliver("INBOX", mail("<new@customer.example>", "li@customer.example", "new", "not read yet"))
+	if err := srv.Append("INBOX", mail("<old3@customer.example>", "li@customer.example", "old", "answered"), imap.FlagSeen); err != nil {
+		t.Fatal(err)
+	}
+	startConnector(t, b, Options{Mailboxes: []config.Mailbox{srv.Mailbox()}}, nil)
+	srv.Deliver("INBOX", mail("<later@customer.example>", "li@customer.example", "later", "arrived after the start"))
+	got := waitInbound(t, b, 2)
+	if len(got) != 2 || got[0].ChannelMessageID != "<new@customer.example>" || got[1].ChannelMessageID != "<later@customer.example>" {
+		ids := []string{}
+		for _, m := range got {
+			ids = append(ids, m.ChannelMessageID)
+		}
+		t.Fatalf("read %v; want the unread mail and the new one only", ids)
+	}
+	cps, _ := openCheckpoints(context.Background(), b)
+	if cp, err := cps.get(context.Background(), "support"); err != nil || cp.LastUID != 6 {
+		t.Fatalf("checkpoint %+v (%v), want uid 6", cp, err)
+	}
+}
+
+// A text that JSON makes three times larger ("<" is "\u003c") is cut to
+// fit the bus instead of stopping the mailbox on it.
+func TestHugeTextFitsTheBus(t *testing.T) {
+	srv := mailtest.StartIMAP(t, mailtest.IMAPOptions{})
+	b := testbus.Start(t).Connect(t)
+	srv.Deliver("INBOX", mail("<huge@customer.example>", "li@customer.example", "logs", strings.Repeat("<&>", 280_000)))
+	srv.Deliver("INBOX", mail("<after@customer.example>", "li@customer.example", "hi", "the next mail"))
+	startConnector(t, b, Options{Mailboxes: []config.Mailbox{srv.Mailbox()}}, nil)
+	got := waitInbound(t, b, 2)
+	if got[0].ChannelMessageID != "<huge@customer.example>" || !strings.Contains(got[0].Extra[ExtraProblems], "text cut") ||
+		!strings.HasPrefix(got[0].Text, "<&><&>") {
+		t.Fatalf("huge mail became %q… (%s)", got[0].Text[:min(20, len(got[0].Text))], got[0].Extra[ExtraProblems])
+	}
+}
+
+func TestQuarantineNamesAreUnique(t *testing.T) {
+	names := map[string]bool{}
+	for _, mb := range []string{"客服", "售后", "sales team", "sales_team", "support"} {
+		n := quarantineName(mb, 7, 42)
+		if names[n] {
+			t.Errorf("%q and another mailbox share the quarantine name %s", mb, n)
+		}
+		names[n] = true
+	}
+	if n := quarantineName("support", 7, 42); !strings.HasPrefix(n, "support-") || !strings.HasSuffix(n, ".7.42") {
+		t.Errorf("name %s does not say which mailbox and mail", n)
+	}
 }
 
 // Bad mail goes to the quarantine with its reason and the mailbox moves
@@ -344,8 +446,12 @@ func TestAttachmentsAndAutomatic(t *testing.T) {
 	srv.Deliver("INBOX", mail("<grp@customer.example>", "li@customer.example", "help", "via the group",
 		"Precedence: list", "List-Id: <support.wallet.example>"))
 	srv.Deliver("INBOX", mail("<news@shop.example>", "news@shop.example", "Sale", "50% off", "Precedence: bulk", "List-Id: <news.shop.example>"))
+	// The group rewrote the sender (DMARC) to itself and kept them in
+	// Reply-To.
+	srv.Deliver("INBOX", mail("<dmarc@customer.example>", "\"Li Lei via Support\" <"+testUser+">", "help", "rewritten",
+		"Reply-To: Li Lei <li@customer.example>", "List-Id: Support <support.wallet.example>", "Precedence: list"))
 	startConnector(t, b, Options{Mailboxes: []config.Mailbox{srv.Mailbox()}, Blobs: blobs}, nil)
-	got := waitInbound(t, b, 7)
+	got := waitInbound(t, b, 8)
 	if a := got[0].Attachments; len(a) != 1 || a[0].Name != "receipt.pdf" || a[0].ContentType != "application/pdf" ||
 		!strings.HasPrefix(a[0].URL, "sha256:") || a[0].Size != 15 {
 		t.Errorf("attachments %+v", a)
@@ -367,5 +473,72 @@ func TestAttachmentsAndAutomatic(t *testing.T) {
 	}
 	if got[6].Automatic != message.Bulk {
 		t.Errorf("a newsletter read as %q", got[6].Automatic)
+	}
+	if m := got[7]; m.Automatic != "" || m.From.Address != "li@customer.example" || m.From.Name != "Li Lei" {
+		t.Errorf("a mail the group rewrote read as %q from %+v", m.Automatic, m.From)
+	}
+}
+
+// A bounce of one of our replies, from the mail system, fails that reply;
+// the same report from anyone else does not.
+func TestBounceFailsOurReply(t *testing.T) {
+	srv := mailtest.StartIMAP(t, mailtest.IMAPOptions{})
+	b := testbus.Start(t).Connect(t)
+	const reply = "01JDKZ6Q3M8V5N7X2B4C6D8E0F"
+	dsn := func(msgID, from string, extra ...string) []byte {
+		var sb strings.Builder
+		fmt.Fprintf(&sb, "From: %s\r\nTo: %s\r\nSubject: Undelivered Mail Returned to Sender\r\nMessage-ID: %s\r\n", from, testUser, msgID)
+		for _, h := range extra {
+			sb.WriteString(h + "\r\n")
+		}
+		sb.WriteString("MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n" +
+			"--r\r\nContent-Type: text/plain\r\n\r\nThe mail could not be delivered.\r\n" +
+			"--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.wallet.example\r\n\r\n" +
+			"Final-Recipient: rfc822; li@customer.example\r\nAction: failed\r\nStatus: 5.1.1\r\n" +
+			"Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n" +
+			"--r\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: " + testUser + "\r\nMessage-ID: <" + reply + "@wallet.example>\r\n" +
+			"--r--\r\n")
+		return []byte(sb.String())
+	}
+	srv.Deliver("INBOX", dsn("<forged@x.example>", "mallory@x.example"))
+	srv.Deliver("INBOX", dsn("<dsn@mx.wallet.example>", "MAILER-DAEMON@mx.wallet.example", "Return-Path: <>"))
+	startConnector(t, b, Options{Mailboxes: []config.Mailbox{srv.Mailbox()}}, nil)
+	got := waitInbound(t, b, 2)
+	for _, m := range got {
+		if m.Automatic != message.Bounce || !slices.Contains(m.Thread.References, "<"+reply+"@wallet.example>") {
+			t.Errorf("%s: automatic %q references %v", m.ChannelMessageID, m.Automatic, m.Thread.References)
+		}
+	}
+	ctx := context.Background()
+	st, err := b.JS.Stream(ctx, bus.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reports []message.Delivery
+	testbus.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		reports = nil
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(bus.DeliverySubject(message.Email)))
+		if err != nil {
+			return err
+		}
+		for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+			raw, err := st.GetMsg(ctx, seq)
+			if err != nil || raw.Subject != bus.DeliverySubject(message.Email) {
+				continue
+			}
+			d, err := message.DecodeDelivery(raw.Data)
+			if err != nil {
+				return err
+			}
+			reports = append(reports, *d)
+		}
+		if len(reports) == 0 {
+			return errors.New("no delivery report")
+		}
+		return nil
+	})
+	if len(reports) != 1 || reports[0].MessageID != reply || reports[0].Status != message.DeliveryFailed ||
+		!strings.Contains(reports[0].Detail, "550 5.1.1 user unknown") {
+		t.Fatalf("reports %+v; want one failure of %s with the diagnostic", reports, reply)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/inroute/inroute/bus"
 	"github.com/inroute/inroute/config"
@@ -48,7 +49,9 @@ func (c *Connector) ingest(ctx context.Context, mb config.Mailbox, q *Quarantine
 	m, bounce, err := c.build(mb, src)
 	if err == nil {
 		_, _, err = c.pub.Publish(ctx, m)
-		if err != nil && !errors.Is(err, message.ErrInvalid) {
+		// Invalid or too large, the same mail fails the same way every
+		// time: retrying would stop the mailbox on it for good.
+		if err != nil && !errors.Is(err, message.ErrInvalid) && !errors.Is(err, bus.ErrTooLarge) {
 			return fmt.Errorf("publish mail uid %d: %w", src.uid, err)
 		}
 	}
@@ -106,10 +109,17 @@ func (c *Connector) build(mb config.Mailbox, src source) (*message.Message, *par
 	if mb.Queue != "" {
 		m.Extra[ExtraQueueHint] = mb.Queue
 	}
-	if m.Automatic == message.Bulk && groupList(pm.ListID, mb.Address) {
+	group := groupList(pm.ListID, mb.Address)
+	if m.Automatic == message.Bulk && group {
 		// A group address (a Google Group as support@) marks every mail
 		// it forwards as list mail: that is the customer writing to us.
 		m.Automatic, pm.AutoReason = "", ""
+	}
+	if group && c.ours[pm.From.Address] && len(pm.ReplyTo) > 0 && !c.ours[pm.ReplyTo[0].Address] {
+		// A group rewrites From to itself when the sender's domain asks
+		// for DMARC rejection ("X via Support"); Reply-To keeps the sender.
+		m.From = message.Party{Address: pm.ReplyTo[0].Address, Name: pm.ReplyTo[0].Name, Email: pm.ReplyTo[0].Address}
+		pm.From = pm.ReplyTo[0]
 	}
 	if pm.AutoReason != "" {
 		m.Extra[ExtraAutomaticReason] = pm.AutoReason
@@ -125,10 +135,16 @@ func (c *Connector) build(mb config.Mailbox, src source) (*message.Message, *par
 		m.Extra[ExtraBounceStatus] = strings.TrimSpace(b.Action + " " + b.Status)
 		m.Extra[ExtraBounceRecipient] = b.Recipient
 		if b.OriginalMessageID != "" && !slices.Contains(m.Thread.References, b.OriginalMessageID) {
-			// The bounce is about our reply: this threads it there.
+			// The bounce is about our reply: this threads it there (the
+			// oldest reference gives way if the list is full).
+			if len(m.Thread.References) >= maxReferences {
+				m.Thread.References = m.Thread.References[len(m.Thread.References)-maxReferences+1:]
+			}
 			m.Thread.References = append(m.Thread.References, b.OriginalMessageID)
 		}
-		if strings.EqualFold(b.Action, "failed") || strings.HasPrefix(b.Status, "5") {
+		// Anyone can send a multipart/report; only the mail system's own
+		// (a null sender or a mailer daemon) may fail a reply.
+		if (strings.EqualFold(b.Action, "failed") || strings.HasPrefix(b.Status, "5")) && (pm.NullSender || daemon(pm.From.Address)) {
 			bounce = b
 		}
 	}
@@ -166,9 +182,11 @@ func (c *Connector) build(mb config.Mailbox, src source) (*message.Message, *par
 }
 
 // fit keeps the encoded message within the bus's largest payload: the
-// full text goes first, then the HTML (the rules read Text, which stays).
+// full text goes first, then the HTML, and last the text is cut (JSON
+// writes "<", ">", "&" and control characters six bytes each, so 256 KiB
+// of text can take 1.5 MB).
 func (c *Connector) fit(m *message.Message, problems *[]string) {
-	limit := int(c.b.NC.MaxPayload()) - 64<<10
+	limit := int(c.b.NC.MaxPayload()) - 16<<10
 	size := func() int { data, _ := json.Marshal(m); return len(data) }
 	if size() <= limit {
 		return
@@ -183,7 +201,19 @@ func (c *Connector) fit(m *message.Message, problems *[]string) {
 	if m.HTML != "" {
 		m.HTML = ""
 		*problems = append(*problems, "HTML left out: the message is too large for the bus")
+		if size() <= limit {
+			return
+		}
 	}
+	for n := 0; size() > limit && m.Text != "" && n < 20; n++ {
+		over := size() - limit
+		cut := max(len(m.Text)-over, len(m.Text)/2)
+		for cut > 0 && !utf8.RuneStart(m.Text[cut]) {
+			cut--
+		}
+		m.Text = m.Text[:cut]
+	}
+	*problems = append(*problems, "text cut: the message is too large for the bus")
 }
 
 // isOurs reports whether msgID is one inroute made for a reply: a ULID at
@@ -216,11 +246,27 @@ func (c *Connector) reportBounce(ctx context.Context, b parse.Bounce, log *zap.L
 }
 
 // groupList reports whether a List-Id names the mailbox itself: groups
-// write the address with its "@" as a dot (<support.example.com>).
+// write the address with its "@" as a dot ("Support <support.example.com>").
 func groupList(listID, address string) bool {
 	if listID == "" || address == "" {
 		return false
 	}
-	id := strings.ToLower(listID)
-	return strings.Contains(id, strings.Replace(address, "@", ".", 1)) || strings.Contains(id, address)
+	id := strings.ToLower(strings.TrimSpace(listID))
+	if i := strings.LastIndexByte(id, '<'); i >= 0 {
+		id = strings.TrimSuffix(id[i+1:], ">")
+	}
+	return id == strings.Replace(address, "@", ".", 1) || id == address
+}
+
+// maxReferences is message.Validate's bound on thread references.
+const maxReferences = 100
+
+// daemon reports whether addr is a mail system's own sender.
+func daemon(addr string) bool {
+	local, _, _ := strings.Cut(addr, "@")
+	switch local {
+	case "mailer-daemon", "mailer_daemon", "mailerdaemon", "postmaster":
+		return true
+	}
+	return false
 }

@@ -3,6 +3,7 @@ package email
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"regexp"
@@ -54,13 +55,19 @@ func OpenQuarantine(ctx context.Context, b *bus.Bus) (*Quarantine, error) {
 	return &Quarantine{obs: obs}, nil
 }
 
-var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.@-]+`)
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_@-]+`)
 
+// quarantineName is readable (the mailbox's name with what is not ASCII
+// replaced) and unique (a hash of the whole name): "客服" and "售后"
+// must not share a name and overwrite each other's mail.
 func quarantineName(mailbox string, validity, uid uint32) string {
-	return fmt.Sprintf("%s.%d.%d", unsafeName.ReplaceAllString(mailbox, "_"), validity, uid)
+	sum := sha256.Sum256([]byte(mailbox))
+	return fmt.Sprintf("%s-%x.%d.%d", unsafeName.ReplaceAllString(mailbox, "_"), sum[:4], validity, uid)
 }
 
-// Put keeps raw under the mail's name (a second Put replaces the first).
+// Put keeps raw under the mail's name. The name is the mail's place in
+// its mailbox, so a second Put is the same mail again (read again after a
+// stop) and replaces the first.
 func (q *Quarantine) Put(ctx context.Context, item Quarantined, raw []byte) error {
 	item.Name = quarantineName(item.Mailbox, item.UIDValidity, item.UID)
 	_, err := q.obs.Put(ctx, jetstream.ObjectMeta{

@@ -116,6 +116,7 @@ func fillHeaders(m *Mail, h textproto.Header, fallback string, pr *problemList) 
 	}
 	m.Language = languageTag(h.Get("Content-Language"))
 	m.ListID = clip(cleanHeaderText(h.Get("List-Id")), maxShort)
+	m.NullSender = strings.TrimSpace(h.Get("Return-Path")) == "<>"
 
 	for _, key := range []string{"From", "Sender", "Reply-To", "Return-Path"} {
 		if l := addressList(h, key, fallback, pr); len(l) > 0 {

@@ -88,6 +88,9 @@ type Mail struct {
 	Date time.Time
 	// Language is the Content-Language tag, if any.
 	Language string
+	// NullSender: Return-Path is <>, as on bounces and other mail the
+	// mail system itself sends.
+	NullSender bool
 	// ListID is the List-Id header: a mailing list (or a group address,
 	// such as a Google Group used as the support address) forwarded it.
 	ListID string
