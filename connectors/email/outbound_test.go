@@ -2,11 +2,14 @@ package email
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/textproto"
 	"slices"
 	"strings"
 	"sync"
@@ -87,6 +90,7 @@ func obtStart(t *testing.T, opt OutboundOptions) *obtHarness {
 	log := zaptest.NewLogger(t, zaptest.WrapOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return zapcore.NewTee(c, obs) })))
 	h.out = NewOutbound(b, opt, log)
 	h.out.backoff = func(int) time.Duration { return 20 * time.Millisecond }
+	h.out.claimRecheck = 20 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.out.Run(ctx) }()
@@ -187,15 +191,56 @@ func (h *obtHarness) settled(t *testing.T) *jetstream.ConsumerInfo {
 // sentRecord is the BucketSent value of a reply.
 func (h *obtHarness) sentRecord(t *testing.T, id string) string {
 	t.Helper()
-	kv, err := h.b.JS.KeyValue(context.Background(), BucketSent)
-	if err != nil {
-		t.Fatal(err)
+	v, ok := h.sentValue(t, id)
+	if !ok {
+		t.Fatalf("no sent record of %s", id)
 	}
-	e, err := kv.Get(context.Background(), smtpSentKey(id))
+	return v
+}
+
+// sentValue is the BucketSent value of a reply, false if it has none.
+func (h *obtHarness) sentValue(t *testing.T, id string) (string, bool) {
+	t.Helper()
+	e, err := h.kv(t).Get(context.Background(), smtpSentKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", false
+	}
 	if err != nil {
 		t.Fatalf("sent record of %s: %v", id, err)
 	}
-	return string(e.Value())
+	return string(e.Value()), true
+}
+
+// kv is BucketSent, once Run has made it.
+func (h *obtHarness) kv(t *testing.T) jetstream.KeyValue {
+	t.Helper()
+	var kv jetstream.KeyValue
+	testbus.CheckFor(t, obtWait, obtEvery, func() error {
+		var err error
+		kv, err = h.b.JS.KeyValue(context.Background(), BucketSent)
+		return err
+	})
+	return kv
+}
+
+// mailboxFaults are the error-level logs that say the mailbox cannot send
+// a reply, for mailbox "help" with the SMTP code code (0: none).
+func (h *obtHarness) mailboxFaults(code int) int {
+	n := 0
+	for _, e := range h.logs.FilterLevelExact(zapcore.ErrorLevel).All() {
+		if !strings.HasPrefix(e.Message, "reply not sent: the mailbox cannot send") {
+			continue
+		}
+		c := e.ContextMap()
+		if c["mailbox"] != "help" {
+			continue
+		}
+		if got, _ := c["smtp_code"].(int64); got != int64(code) {
+			continue
+		}
+		n++
+	}
+	return n
 }
 
 func TestOutboundSendsOneThreadedMail(t *testing.T) {
@@ -339,6 +384,15 @@ func TestOutboundSMTPAnswers(t *testing.T) {
 			if tc.status == message.DeliveryFailed && h.count("r1", message.DeliverySent) != 0 {
 				t.Error("a failed reply was also reported sent")
 			}
+			// Sent: the Message-ID replaced the claim. Failed: the claim
+			// is released.
+			v, ok := h.sentValue(t, "r1")
+			if tc.status == message.DeliverySent && v != "<r1@wallet.example>" {
+				t.Errorf("sent record %q (%v), want the Message-ID", v, ok)
+			}
+			if tc.status == message.DeliveryFailed && ok {
+				t.Errorf("failed reply has a sent record %q", v)
+			}
 		})
 	}
 }
@@ -406,24 +460,32 @@ func TestOutboundAutoReplyHeaders(t *testing.T) {
 
 func TestOutboundTLSAndAuth(t *testing.T) {
 	t.Parallel()
+	// Every failure here is the mailbox's (its settings, its server's
+	// certificate): retried, logged as an error, then failed saying so.
 	tests := []struct {
 		name       string
 		serverMode string
 		mode       string
 		user       string
+		password   string
 		skipVerify bool
 		status     string
 		detail     string
+		code       int
 	}{
 		{name: "STARTTLS with AUTH PLAIN", serverMode: config.TLSStart, mode: config.TLSStart, user: obtUser, skipVerify: true, status: message.DeliverySent},
 		{name: "implicit TLS with AUTH PLAIN", serverMode: config.TLSImplicit, mode: config.TLSImplicit, user: obtUser, skipVerify: true, status: message.DeliverySent},
 		{name: "STARTTLS without AUTH", serverMode: config.TLSStart, mode: config.TLSStart, skipVerify: true, status: message.DeliverySent},
 		{name: "untrusted certificate is retried, then failed", serverMode: config.TLSStart, mode: config.TLSStart, user: obtUser,
-			status: message.DeliveryFailed, detail: "gave up after 2 attempts: smtp EHLO"},
+			status: message.DeliveryFailed, detail: "gave up after 2 attempts: smtp TLS with 127.0.0.1:"},
+		{name: "implicit TLS against a plain server", serverMode: config.TLSNone, mode: config.TLSImplicit, skipVerify: true,
+			status: message.DeliveryFailed, detail: "gave up after 2 attempts: smtp TLS with 127.0.0.1:"},
 		{name: "no password in clear text", serverMode: config.TLSNone, mode: config.TLSNone, user: obtUser, skipVerify: true,
-			status: message.DeliveryFailed, detail: "the password is not sent in clear text"},
+			status: message.DeliveryFailed, detail: "gave up after 2 attempts: mailbox help: smtp.user is set but the connection"},
 		{name: "server without STARTTLS", serverMode: config.TLSNone, mode: config.TLSStart, skipVerify: true,
-			status: message.DeliveryFailed, detail: "STARTTLS"},
+			status: message.DeliveryFailed, detail: "does not offer STARTTLS"},
+		{name: "wrong password", serverMode: config.TLSStart, mode: config.TLSStart, user: obtUser, password: "expired", skipVerify: true,
+			status: message.DeliveryFailed, detail: "gave up after 2 attempts: 127.0.0.1 refused the login: 535 5.7.8 Authentication failed", code: 535},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -432,7 +494,7 @@ func TestOutboundTLSAndAuth(t *testing.T) {
 			mb := obtMailbox(srv.Addr(), tc.mode)
 			mb.SMTP.User, mb.SMTP.InsecureSkipVerify = tc.user, tc.skipVerify
 			if tc.user != "" {
-				mb.SMTP.Password = obtPassword
+				mb.SMTP.Password = cmp.Or(tc.password, obtPassword)
 			}
 			h := obtStart(t, OutboundOptions{Mailboxes: []config.Mailbox{mb}, MaxAttempts: 2})
 			h.publish(t, obtReply("r1"), "r1")
@@ -441,6 +503,9 @@ func TestOutboundTLSAndAuth(t *testing.T) {
 				t.Errorf("detail %q, want it to contain %q", d.Detail, tc.detail)
 			}
 			h.settled(t)
+			if tc.status == message.DeliveryFailed && h.mailboxFaults(tc.code) != 1 {
+				t.Errorf("%d error logs naming the mailbox (smtp_code %d) for the one retry, want 1", h.mailboxFaults(tc.code), tc.code)
+			}
 			mails := srv.Received()
 			if tc.status != message.DeliverySent {
 				if len(mails) != 0 {
@@ -653,5 +718,294 @@ func TestOutboundStopsCleanly(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+// A refusal that is about the mailbox or its server (greeting, EHLO,
+// AUTH, MAIL FROM), not the recipient, is retried like a transient
+// failure and logged as an error naming the mailbox: once it is fixed the
+// reply goes out; if it is not, the reply fails saying it was the server.
+func TestOutboundMailboxFaultsAreRetried(t *testing.T) {
+	t.Parallel()
+	blocked := &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Service unavailable; client host blocked"}
+	badHelo := &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "HELO name rejected"}
+	expired := &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Username and Password not accepted"}
+	notOwned := &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address rejected: not owned by user"}
+	helo := smtpHeloName(obtAddress)
+	tests := []struct {
+		name  string
+		mode  string
+		user  string
+		fail  func(*mailtest.SMTP, int)
+		times int
+		// attempts is MaxAttempts.
+		attempts int
+		status   string
+		detail   string
+		code     int
+	}{
+		{name: "554 greeting until the attempts run out", mode: config.TLSNone, times: 10, attempts: 3, status: message.DeliveryFailed,
+			fail:   func(s *mailtest.SMTP, n int) { s.FailSessions(mailtest.AtGreeting, blocked, n) },
+			detail: "gave up after 3 attempts: 127.0.0.1 refused the connection: 554 5.7.1 Service unavailable; client host blocked", code: 554},
+		{name: "554 greeting on STARTTLS, then delisted", mode: config.TLSStart, times: 2, attempts: 5, status: message.DeliverySent,
+			fail: func(s *mailtest.SMTP, n int) { s.FailSessions(mailtest.AtGreeting, blocked, n) }, code: 554},
+		{name: "554 greeting on implicit TLS, then delisted", mode: config.TLSImplicit, times: 1, attempts: 5, status: message.DeliverySent,
+			fail: func(s *mailtest.SMTP, n int) { s.FailSessions(mailtest.AtGreeting, blocked, n) }, code: 554},
+		{name: "550 to EHLO until the attempts run out", mode: config.TLSNone, times: 10, attempts: 2, status: message.DeliveryFailed,
+			fail:   func(s *mailtest.SMTP, n int) { s.FailSessions(mailtest.AtHello, badHelo, n) },
+			detail: "gave up after 2 attempts: 127.0.0.1 refused EHLO " + helo + ": 550 5.7.1 HELO name rejected", code: 550},
+		{name: "550 to the first EHLO of STARTTLS until the attempts run out", mode: config.TLSStart, times: 10, attempts: 2, status: message.DeliveryFailed,
+			fail:   func(s *mailtest.SMTP, n int) { s.FailSessions(mailtest.AtHello, badHelo, n) },
+			detail: "gave up after 2 attempts: 127.0.0.1 refused EHLO " + helo + ": 550 5.7.1 HELO name rejected", code: 550},
+		{name: "535 to AUTH until the attempts run out", mode: config.TLSStart, user: obtUser, times: 10, attempts: 3, status: message.DeliveryFailed,
+			fail:   func(s *mailtest.SMTP, n int) { s.FailSessions(mailtest.AtAuth, expired, n) },
+			detail: "gave up after 3 attempts: 127.0.0.1 refused the login: 535 5.7.8 Username and Password not accepted", code: 535},
+		{name: "535 to AUTH, then the password is renewed", mode: config.TLSStart, user: obtUser, times: 2, attempts: 5, status: message.DeliverySent,
+			fail: func(s *mailtest.SMTP, n int) { s.FailSessions(mailtest.AtAuth, expired, n) }, code: 535},
+		{name: "553 to MAIL FROM until the attempts run out", mode: config.TLSNone, times: 10, attempts: 2, status: message.DeliveryFailed,
+			fail:   func(s *mailtest.SMTP, n int) { s.FailNext(mailtest.AtMail, notOwned, n) },
+			detail: "gave up after 2 attempts: 127.0.0.1 refused the sender <help@wallet.example>: 553 5.7.1 Sender address rejected: not owned by user", code: 553},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := mailtest.StartSMTP(t, mailtest.SMTPOptions{TLS: tc.mode, User: tc.user, Password: obtPassword})
+			tc.fail(srv, tc.times)
+			mb := obtMailbox(srv.Addr(), tc.mode)
+			if tc.user != "" {
+				mb.SMTP.User, mb.SMTP.Password = tc.user, obtPassword
+			}
+			h := obtStart(t, OutboundOptions{Mailboxes: []config.Mailbox{mb}, MaxAttempts: tc.attempts})
+			h.publish(t, obtReply("r1"), "r1")
+			d := h.report(t, "r1", tc.status, 1)
+			if d.Detail != tc.detail {
+				t.Errorf("detail %q, want %q", d.Detail, tc.detail)
+			}
+			info := h.settled(t)
+			wantMails, wantFaults := 1, tc.times
+			if tc.status == message.DeliveryFailed {
+				// The last attempt logs "given up" instead.
+				wantMails, wantFaults = 0, tc.attempts-1
+			}
+			if n := len(srv.Received()); n != wantMails {
+				t.Errorf("%d mails, want %d", n, wantMails)
+			}
+			if n := h.mailboxFaults(tc.code); n != wantFaults {
+				t.Errorf("%d error logs naming the mailbox and smtp_code %d, want %d", n, tc.code, wantFaults)
+			}
+			if info.Delivered.Consumer < 2 {
+				t.Error("never retried")
+			}
+			if h.count("r1", message.DeliveryFailed)+h.count("r1", message.DeliverySent) != 1 {
+				t.Errorf("reports %+v, want one", h.reports)
+			}
+		})
+	}
+}
+
+// A refusal of the mail's size answered to MAIL FROM (its SIZE) is about
+// the reply: failed at once.
+func TestOutboundTooBigAtMailFails(t *testing.T) {
+	t.Parallel()
+	srv := mailtest.StartSMTP(t, mailtest.SMTPOptions{})
+	srv.FailNext(mailtest.AtMail, &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message size exceeds fixed limit"}, 10)
+	h := obtStart(t, OutboundOptions{Mailboxes: []config.Mailbox{obtMailbox(srv.Addr(), config.TLSNone)}})
+	h.publish(t, obtReply("r1"), "r1")
+	d := h.report(t, "r1", message.DeliveryFailed, 1)
+	if d.Detail != "552 5.3.4 Message size exceeds fixed limit" {
+		t.Errorf("detail %q", d.Detail)
+	}
+	if info := h.settled(t); info.NumRedelivered != 0 {
+		t.Errorf("redelivered %d times", info.NumRedelivered)
+	}
+}
+
+// Every EHLO of every mode, the one before STARTTLS included, names this
+// host or the mailbox's domain, never "localhost".
+func TestOutboundGreetsWithItsName(t *testing.T) {
+	t.Parallel()
+	want := smtpHeloName(obtAddress)
+	if want == "localhost" {
+		t.Fatalf("smtpHeloName(%q) = localhost", obtAddress)
+	}
+	for _, mode := range []string{config.TLSNone, config.TLSStart, config.TLSImplicit} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			srv := mailtest.StartSMTP(t, mailtest.SMTPOptions{TLS: mode})
+			h := obtStart(t, OutboundOptions{Mailboxes: []config.Mailbox{obtMailbox(srv.Addr(), mode)}})
+			h.publish(t, obtReply("r1"), "r1")
+			h.report(t, "r1", message.DeliverySent, 1)
+			h.settled(t)
+			mails := srv.Received()
+			if len(mails) != 1 || mails[0].Helo != want || mails[0].TLS != (mode != config.TLSNone) {
+				t.Fatalf("mails %+v, want one after EHLO %s", mails, want)
+			}
+			if hellos := srv.Hellos(); !slices.Equal(hellos, []string{want}) {
+				t.Errorf("sessions greeted with %q, want %q", hellos, want)
+			}
+		})
+	}
+}
+
+// Two copies of one reply on OUTBOUND at once (a republish while the
+// first is being sent): one mail. The copy that finds the other's claim
+// waits for its outcome, then acks as sent.
+func TestOutboundConcurrentCopiesSentOnce(t *testing.T) {
+	t.Parallel()
+	srv := mailtest.StartSMTP(t, mailtest.SMTPOptions{DataDelay: 500 * time.Millisecond})
+	h := obtStart(t, OutboundOptions{Mailboxes: []config.Mailbox{obtMailbox(srv.Addr(), config.TLSNone)}})
+	o := obtReply("r1")
+	h.publish(t, o, "first")
+	h.publish(t, o, "republished")
+	h.report(t, "r1", message.DeliverySent, 2)
+	h.settled(t)
+	if n := len(srv.Received()); n != 1 {
+		t.Fatalf("%d mails, want 1", n)
+	}
+	if rec := h.sentRecord(t, "r1"); rec != "<r1@wallet.example>" {
+		t.Errorf("sent record %q", rec)
+	}
+	if h.logs.FilterMessage("reply being sent by another worker; left for later").Len() == 0 {
+		t.Error("the second copy never met the first's claim")
+	}
+}
+
+// A claim found in the bucket: taken over when stale (its worker died);
+// else waited on until it turns into a Message-ID (sent) or is released
+// (that attempt failed).
+func TestOutboundClaimOfAnotherWorker(t *testing.T) {
+	t.Parallel()
+	claim := func(age time.Duration) string {
+		return smtpClaimPrefix + "other.example/4242/0:" + time.Now().Add(-age).UTC().Format(time.RFC3339Nano)
+	}
+	tests := []struct {
+		name  string
+		claim string
+		// then is what the other worker does once this copy waits.
+		then   func(context.Context, jetstream.KeyValue, string) error
+		mails  int
+		mid    string
+		logged string
+	}{
+		{name: "stale: its worker died", claim: claim(smtpClaimStale + time.Minute), mails: 1, mid: "<r1@wallet.example>",
+			logged: "reply claimed by a worker that did not finish; taking it over"},
+		{name: "live, then sent by its worker", claim: claim(0), mails: 0, mid: "<other@wallet.example>",
+			then: func(ctx context.Context, kv jetstream.KeyValue, key string) error {
+				_, err := kv.PutString(ctx, key, "<other@wallet.example>")
+				return err
+			}, logged: "reply being sent by another worker; left for later"},
+		{name: "live, then released after a failed attempt", claim: claim(0), mails: 1, mid: "<r1@wallet.example>",
+			then: func(ctx context.Context, kv jetstream.KeyValue, key string) error {
+				return kv.Delete(ctx, key)
+			}, logged: "reply being sent by another worker; left for later"},
+		{name: "unreadable claim, as old as its entry", claim: smtpClaimPrefix + "garbled", mails: 0, mid: "<other@wallet.example>",
+			then: func(ctx context.Context, kv jetstream.KeyValue, key string) error {
+				_, err := kv.PutString(ctx, key, "<other@wallet.example>")
+				return err
+			}, logged: "reply being sent by another worker; left for later"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := mailtest.StartSMTP(t, mailtest.SMTPOptions{})
+			h := obtStart(t, OutboundOptions{Mailboxes: []config.Mailbox{obtMailbox(srv.Addr(), config.TLSNone)}})
+			ctx := context.Background()
+			kv := h.kv(t)
+			key := smtpSentKey("r1")
+			if _, err := kv.PutString(ctx, key, tc.claim); err != nil {
+				t.Fatal(err)
+			}
+			h.publish(t, obtReply("r1"), "r1")
+			if tc.then != nil {
+				testbus.CheckFor(t, obtWait, obtEvery, func() error {
+					if h.logs.FilterMessage(tc.logged).Len() < 2 {
+						return errors.New("not waiting on the claim")
+					}
+					return nil
+				})
+				if n := len(srv.Received()) + h.count("r1", message.DeliverySent) + h.count("r1", message.DeliveryFailed); n != 0 {
+					t.Fatalf("%d mails and reports while another worker holds the reply", n)
+				}
+				if err := tc.then(ctx, kv, key); err != nil {
+					t.Fatal(err)
+				}
+			}
+			d := h.report(t, "r1", message.DeliverySent, 1)
+			h.settled(t)
+			if d.ChannelMessageID != tc.mid {
+				t.Errorf("reported Message-ID %q, want %q", d.ChannelMessageID, tc.mid)
+			}
+			if n := len(srv.Received()); n != tc.mails {
+				t.Errorf("%d mails, want %d", n, tc.mails)
+			}
+			if rec := h.sentRecord(t, "r1"); rec != tc.mid {
+				t.Errorf("sent record %q, want %q", rec, tc.mid)
+			}
+			if h.logs.FilterMessage(tc.logged).Len() == 0 {
+				t.Errorf("no log %q", tc.logged)
+			}
+		})
+	}
+}
+
+func TestOutboundClassifiesBySMTPStage(t *testing.T) {
+	t.Parallel()
+	answer := func(code int, ec smtp.EnhancedCode, msg string) error {
+		return &smtp.SMTPError{Code: code, EnhancedCode: ec, Message: msg}
+	}
+	at := func(stage smtpStage, what string, err error) error {
+		return &smtpError{stage: stage, host: "smtp.example.com", what: what, err: fmt.Errorf("smtp %s: %w", stage, err)}
+	}
+	tests := []struct {
+		name string
+		err  error
+		want smtpFailure
+	}{
+		{"550 to RCPT TO", at(smtpAtRcpt, "", answer(550, smtp.EnhancedCode{5, 1, 1}, "no such user")),
+			smtpFailure{permanent: true, code: 550, detail: "550 5.1.1 no such user"}},
+		{"554 to the end of DATA", at(smtpAtData, "", answer(554, smtp.EnhancedCode{5, 7, 1}, "spam")),
+			smtpFailure{permanent: true, code: 554, detail: "554 5.7.1 spam"}},
+		{"451 to DATA", at(smtpAtData, "", answer(451, smtp.EnhancedCode{4, 3, 0}, "later")),
+			smtpFailure{code: 451, detail: "451 4.3.0 later"}},
+		{"535 to AUTH", at(smtpAtAuth, "the login", answer(535, smtp.EnhancedCode{5, 7, 8}, "bad credentials")),
+			smtpFailure{mailbox: true, code: 535, detail: "smtp.example.com refused the login: 535 5.7.8 bad credentials"}},
+		{"454 to AUTH", at(smtpAtAuth, "the login", answer(454, smtp.EnhancedCode{4, 7, 0}, "try later")),
+			smtpFailure{code: 454, detail: "smtp.example.com refused the login: 454 4.7.0 try later"}},
+		{"554 greeting", at(smtpAtGreeting, "the connection", answer(554, smtp.EnhancedCodeNotSet, "go away")),
+			smtpFailure{mailbox: true, code: 554, detail: "smtp.example.com refused the connection: 554 go away"}},
+		{"502 to STARTTLS", at(smtpAtTLS, "STARTTLS", answer(502, smtp.EnhancedCode{5, 5, 1}, "no")),
+			smtpFailure{mailbox: true, code: 502, detail: "smtp.example.com refused STARTTLS: 502 5.5.1 no"}},
+		{"550 to MAIL FROM", at(smtpAtMail, "the sender <a@b>", answer(550, smtp.EnhancedCode{5, 7, 1}, "not yours")),
+			smtpFailure{mailbox: true, code: 550, detail: "smtp.example.com refused the sender <a@b>: 550 5.7.1 not yours"}},
+		{"552 to MAIL FROM", at(smtpAtMail, "the sender <a@b>", answer(552, smtp.EnhancedCode{5, 3, 4}, "too big")),
+			smtpFailure{permanent: true, code: 552, detail: "552 5.3.4 too big"}},
+		{"connection lost at RCPT TO", at(smtpAtRcpt, "", io.ErrUnexpectedEOF),
+			smtpFailure{detail: "smtp RCPT TO: unexpected EOF"}},
+		{"not an smtpError", errors.New("boom"), smtpFailure{detail: "boom"}},
+	}
+	for _, tc := range tests {
+		if got := smtpClassify(tc.err); got != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestOutboundReadsPlainSMTPAnswers(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		msg  string
+		want smtp.SMTPError
+	}{
+		{"5.7.1 blocked", smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "blocked"}},
+		{"blocked here", smtp.SMTPError{Code: 554, Message: "blocked here"}},
+		{"9.9.9 odd", smtp.SMTPError{Code: 554, Message: "9.9.9 odd"}},
+	} {
+		var se *smtp.SMTPError
+		if err := smtpProtoError(&textproto.Error{Code: 554, Msg: tc.msg}); !errors.As(err, &se) || *se != tc.want {
+			t.Errorf("%q: %#v, want %#v", tc.msg, err, tc.want)
+		}
+	}
+	if !smtpOffers("smtp.test greets\nPIPELINING\nstarttls\nAUTH PLAIN", "STARTTLS") || smtpOffers("STARTTLS at the greeting\n8BITMIME", "STARTTLS") {
+		t.Error("smtpOffers")
 	}
 }

@@ -1,6 +1,7 @@
 package mailtest
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -8,11 +9,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"io"
 	"log"
 	"math/big"
 	"net"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,6 +40,9 @@ type SMTPOptions struct {
 	// Listener, when set, is served instead of a new one on
 	// 127.0.0.1:0 (a server that comes up at an address known before).
 	Listener net.Listener
+	// DataDelay holds the answer to the end of DATA this long: a slow
+	// server, with the mail in flight.
+	DataDelay time.Duration
 }
 
 // Stage is where in a transaction a programmed failure answers.
@@ -48,6 +55,17 @@ const (
 	AtData Stage = "data"
 )
 
+// The stages of FailSessions: steps of a session before any transaction.
+const (
+	// AtGreeting answers the connection with the error instead of 220
+	// (an IP on a blocklist), then every command but QUIT with 503.
+	AtGreeting Stage = "greeting"
+	// AtHello answers the first EHLO (or HELO) with the error.
+	AtHello Stage = "hello"
+	// AtAuth answers AUTH with the error (an expired password).
+	AtAuth Stage = "auth"
+)
+
 // Mail is one mail the double accepted: its envelope, its DATA as
 // received, and how the session was.
 type Mail struct {
@@ -58,6 +76,9 @@ type Mail struct {
 	TLS bool
 	// AuthUser is who logged in ("" without AUTH).
 	AuthUser string
+	// Helo is the name of the client's last EHLO before the mail (after
+	// STARTTLS: the one sent encrypted).
+	Helo string
 }
 
 // SMTP is a running SMTP double.
@@ -68,6 +89,11 @@ type SMTP struct {
 	mu       sync.Mutex
 	mails    []Mail
 	failures []failure
+	sessions map[Stage][]*smtp.SMTPError
+	hellos   []string
+	// conns holds the programmed AUTH failure of each connection seen:
+	// go-smtp makes a new session after STARTTLS, on the same one.
+	conns map[*smtp.Conn]*smtp.SMTPError
 }
 
 // failure is the answer to one transaction at one stage.
@@ -93,7 +119,8 @@ func StartSMTP(t testing.TB, opt SMTPOptions) *SMTP {
 			t.Fatal(err)
 		}
 	}
-	s := &SMTP{addr: ln.Addr().String(), opt: opt}
+	s := &SMTP{addr: ln.Addr().String(), opt: opt, sessions: map[Stage][]*smtp.SMTPError{},
+		conns: map[*smtp.Conn]*smtp.SMTPError{}}
 	srv := smtp.NewServer(s)
 	srv.Domain = "smtp.test"
 	srv.ReadTimeout = 10 * time.Second
@@ -107,6 +134,7 @@ func StartSMTP(t testing.TB, opt SMTPOptions) *SMTP {
 	case config.TLSImplicit:
 		ln = tls.NewListener(ln, serverTLS(t))
 	}
+	ln = &refusingListener{Listener: ln, s: s}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -151,6 +179,86 @@ func (s *SMTP) FailNext(at Stage, err *smtp.SMTPError, n int) {
 	}
 }
 
+// FailSessions answers the next n sessions (connections) with err at
+// stage at: AtGreeting, AtHello or AtAuth. Each stage has its own queue.
+func (s *SMTP) FailSessions(at Stage, err *smtp.SMTPError, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.sessions[at] = append(s.sessions[at], err)
+	}
+}
+
+// sessionFailure takes the next programmed failure at stage at, nil if
+// none.
+func (s *SMTP) sessionFailure(at Stage) *smtp.SMTPError {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.sessions[at]
+	if len(q) == 0 {
+		return nil
+	}
+	s.sessions[at] = q[1:]
+	return q[0]
+}
+
+// Hellos is the name each session greeted with first (its first EHLO or
+// HELO: before STARTTLS, on a STARTTLS session), in order.
+func (s *SMTP) Hellos() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.hellos)
+}
+
+// refusingListener answers the connections that have an AtGreeting
+// failure itself.
+type refusingListener struct {
+	net.Listener
+	s *SMTP
+}
+
+func (l *refusingListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if e := l.s.sessionFailure(AtGreeting); e != nil {
+			go refuse(c, e)
+			continue
+		}
+		return c, nil
+	}
+}
+
+// refuse greets with e, then answers like a server that will not serve:
+// 503 to everything but QUIT.
+func refuse(c net.Conn, e *smtp.SMTPError) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	answer := strconv.Itoa(e.Code)
+	if ec := e.EnhancedCode; ec != smtp.EnhancedCodeNotSet && ec != smtp.NoEnhancedCode {
+		answer += fmt.Sprintf(" %d.%d.%d", ec[0], ec[1], ec[2])
+	}
+	if _, err := io.WriteString(c, answer+" "+e.Message+"\r\n"); err != nil {
+		return
+	}
+	r := bufio.NewReader(c)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		if strings.EqualFold(strings.TrimSpace(line), "QUIT") {
+			_, _ = io.WriteString(c, "221 2.0.0 Bye\r\n")
+			return
+		}
+		if _, err := io.WriteString(c, "503 5.5.1 No SMTP service here\r\n"); err != nil {
+			return
+		}
+	}
+}
+
 // Received is every mail accepted so far, in order.
 func (s *SMTP) Received() []Mail {
 	s.mu.Lock()
@@ -159,8 +267,25 @@ func (s *SMTP) Received() []Mail {
 }
 
 // NewSession implements smtp.Backend.
+// It is called at the first EHLO (or HELO) of a connection, and at the
+// first after STARTTLS.
 func (s *SMTP) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	return &session{s: s, conn: c}, nil
+	s.mu.Lock()
+	authFail, seen := s.conns[c]
+	if !seen {
+		s.hellos = append(s.hellos, c.Hostname())
+	}
+	s.mu.Unlock()
+	if !seen {
+		if e := s.sessionFailure(AtHello); e != nil {
+			return nil, e
+		}
+		authFail = s.sessionFailure(AtAuth)
+		s.mu.Lock()
+		s.conns[c] = authFail
+		s.mu.Unlock()
+	}
+	return &session{s: s, conn: c, authFail: authFail}, nil
 }
 
 type session struct {
@@ -170,6 +295,7 @@ type session struct {
 	from     string
 	rcpts    []string
 	fail     *failure
+	authFail *smtp.SMTPError
 }
 
 // AuthMechanisms implements smtp.AuthSession.
@@ -182,6 +308,9 @@ func (ss *session) AuthMechanisms() []string {
 
 // Auth implements smtp.AuthSession.
 func (ss *session) Auth(string) (sasl.Server, error) {
+	if ss.authFail != nil {
+		return nil, ss.authFail
+	}
 	return sasl.NewPlainServer(func(_, username, password string) error {
 		if username != ss.s.opt.User || password != ss.s.opt.Password {
 			return smtp.ErrAuthFailed
@@ -222,12 +351,14 @@ func (ss *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	time.Sleep(ss.s.opt.DataDelay)
 	if ss.fail != nil && ss.fail.at == AtData {
 		return ss.fail.err
 	}
 	_, encrypted := ss.conn.TLSConnectionState()
 	ss.s.mu.Lock()
-	ss.s.mails = append(ss.s.mails, Mail{From: ss.from, Rcpts: slices.Clone(ss.rcpts), Data: data, TLS: encrypted, AuthUser: ss.authUser})
+	ss.s.mails = append(ss.s.mails, Mail{From: ss.from, Rcpts: slices.Clone(ss.rcpts), Data: data, TLS: encrypted, AuthUser: ss.authUser,
+		Helo: ss.conn.Hostname()})
 	ss.s.mu.Unlock()
 	return nil
 }
