@@ -63,8 +63,8 @@ type IMAP struct {
 	// of being marked \Seen in Folder.
 	MoveTo string `yaml:"move_to"`
 	// PollEvery is how often the folder is checked when the server has no
-	// IDLE, and the longest an IDLE lasts before it is renewed (default
-	// 1m for polling; IDLE renews every 25m at most).
+	// IDLE (default 1m, at least 1s). An IDLE is renewed after 25 times
+	// this, and after 25m at most.
 	PollEvery Duration `yaml:"poll_every"`
 	// IDLE: false polls even when the server offers IDLE (default true).
 	IDLE *bool `yaml:"idle"`
@@ -192,13 +192,19 @@ func (c *Config) validateEmail(v *validator) {
 		}
 		hostPort(v, p+".imap.addr", m.IMAP.Addr)
 		v.oneOf(p+".imap.tls", "TLS mode", m.IMAP.TLS, tlsModes)
+		if m.IMAP.TLS == TLSNone && !loopback(m.IMAP.Addr) {
+			// The login would cross the network in clear text.
+			v.errorf(p+".imap.tls", "none sends the password in clear text: only for a server on this machine (127.0.0.1, ::1, localhost), not %s", quote(m.IMAP.Addr))
+		}
 		if m.IMAP.User == "" {
 			v.missing(p+".imap.user", "the IMAP login is needed to read the mailbox")
 		}
 		if m.IMAP.Password == "" {
 			v.missing(p+".imap.password", "set it from the environment, e.g. ${INROUTE_IMAP_PASSWORD}")
 		}
-		v.positive(p+".imap.poll_every", m.IMAP.PollEvery)
+		if m.IMAP.PollEvery.D() < time.Second {
+			v.errorf(p+".imap.poll_every", "must be at least 1s, got %s", m.IMAP.PollEvery)
+		}
 		if m.IMAP.MoveTo != "" && strings.EqualFold(m.IMAP.MoveTo, m.IMAP.Folder) {
 			v.errorf(p+".imap.move_to", "cannot be the folder read (%s)", quote(m.IMAP.Folder))
 		}
@@ -207,6 +213,9 @@ func (c *Config) validateEmail(v *validator) {
 			v.oneOf(p+".smtp.tls", "TLS mode", m.SMTP.TLS, tlsModes)
 			if (m.SMTP.User == "") != (m.SMTP.Password == "") {
 				v.errorf(p+".smtp.password", "smtp.user and smtp.password go together")
+			}
+			if strings.EqualFold(m.SMTP.SentFolder, m.IMAP.Folder) {
+				v.errorf(p+".smtp.sent_folder", "cannot be the folder read (%s): every reply would come back in", quote(m.IMAP.Folder))
 			}
 			if _, err := mail.ParseAddress(m.SMTP.From); err != nil {
 				v.errorf(p+".smtp.from", "%s is not an address (\"Support <support@example.com>\")", quote(m.SMTP.From))
@@ -219,4 +228,17 @@ func hostPort(v *validator, path, addr string) {
 	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
 		v.errorf(path, "%s is not host:port", quote(addr))
 	}
+}
+
+// loopback reports whether host:port names this machine.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

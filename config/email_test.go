@@ -99,3 +99,30 @@ func TestEmailConfigDefaults(t *testing.T) {
 		t.Fatalf("quick start mailbox %+v", mb)
 	}
 }
+
+func TestEmailConfigGuards(t *testing.T) {
+	tests := []struct {
+		name, src, want string
+	}{
+		{"plain text to another host", "connectors:\n  email:\n    mailboxes:\n      - imap: {addr: \"mail.example.com:143\", tls: none, user: a@example.com, password: p}\n",
+			`config.yaml:4:51: connectors.email.mailboxes[0].imap.tls: none sends the password in clear text: only for a server on this machine (127.0.0.1, ::1, localhost), not "mail.example.com:143"`},
+		{"poll too often", "connectors:\n  email:\n    mailboxes:\n      - imap: {addr: \"h:993\", user: a@example.com, password: p, poll_every: 10ms}\n",
+			`config.yaml:4:77: connectors.email.mailboxes[0].imap.poll_every: must be at least 1s, got 10ms`},
+		{"sent copy into the folder read", imapBox + "        smtp: {addr: \"smtp.example.com:587\", sent_folder: inbox}\n",
+			`config.yaml:6:59: connectors.email.mailboxes[0].smtp.sent_folder: cannot be the folder read ("INBOX"): every reply would come back in`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Parse("config.yaml", []byte(tt.src), envOf(nil))
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("error:\n%v\nwant:\n%s", err, tt.want)
+			}
+		})
+	}
+	for _, addr := range []string{"127.0.0.1:143", "[::1]:143", "localhost:143"} {
+		src := "connectors:\n  email:\n    mailboxes:\n      - imap: {addr: \"" + addr + "\", tls: none, user: a@example.com, password: p}\n"
+		if _, err := config.Parse("config.yaml", []byte(src), envOf(nil)); err != nil {
+			t.Errorf("%s without TLS: %v", addr, err)
+		}
+	}
+}
