@@ -7,12 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/inroute/inroute/connectors/conformance"
 	"io"
 	"net"
 	"net/textproto"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,7 +24,6 @@ import (
 	"github.com/inroute/inroute/config"
 	"github.com/inroute/inroute/connectors/email/mailtest"
 	"github.com/inroute/inroute/message"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -56,8 +55,7 @@ type obtHarness struct {
 	out  *Outbound
 	logs *observer.ObservedLogs
 
-	mu      sync.Mutex
-	reports []message.Delivery
+	rep *conformance.Reports
 }
 
 // obtStart runs an Outbound with a short backoff.
@@ -65,26 +63,7 @@ func obtStart(t *testing.T, opt OutboundOptions) *obtHarness {
 	t.Helper()
 	srv := testbus.Start(t)
 	b := srv.Connect(t)
-	h := &obtHarness{b: b}
-	// A core subscription sees every report, even those the EVENTS
-	// stream drops as duplicates (same status:id Nats-Msg-Id).
-	sub, err := b.NC.Subscribe(bus.DeliverySubject(message.Email), func(m *nats.Msg) {
-		d, err := message.DecodeDelivery(m.Data)
-		if err != nil {
-			t.Errorf("bad delivery report: %v", err)
-			return
-		}
-		h.mu.Lock()
-		h.reports = append(h.reports, *d)
-		h.mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.NC.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	h := &obtHarness{b: b, rep: conformance.WatchReports(t, b, bus.DeliverySubject(message.Email))}
 	obs, logs := observer.New(zapcore.InfoLevel)
 	h.logs = logs
 	log := zaptest.NewLogger(t, zaptest.WrapOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return zapcore.NewTee(c, obs) })))
@@ -134,37 +113,11 @@ func (h *obtHarness) publishRaw(t *testing.T, data []byte, msgID string) {
 // report waits for n reports of id with status and returns the last.
 func (h *obtHarness) report(t *testing.T, id, status string, n int) message.Delivery {
 	t.Helper()
-	var got message.Delivery
-	testbus.CheckFor(t, obtWait, obtEvery, func() error {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		seen := 0
-		for _, d := range h.reports {
-			if d.MessageID == id && d.Status == status {
-				got = d
-				seen++
-			}
-		}
-		if seen < n {
-			return fmt.Errorf("%d %q reports of %s, want %d; all: %+v", seen, status, id, n, h.reports)
-		}
-		return nil
-	})
-	return got
+	return h.rep.Wait(t, obtWait, id, status, n)
 }
 
 // count is the number of reports of id with status.
-func (h *obtHarness) count(id, status string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for _, d := range h.reports {
-		if d.MessageID == id && d.Status == status {
-			n++
-		}
-	}
-	return n
-}
+func (h *obtHarness) count(id, status string) int { return h.rep.Count(id, status) }
 
 // settled waits until the consumer has nothing pending or unacked: every
 // reply published so far reached its outcome.
@@ -797,7 +750,7 @@ func TestOutboundMailboxFaultsAreRetried(t *testing.T) {
 				t.Error("never retried")
 			}
 			if h.count("r1", message.DeliveryFailed)+h.count("r1", message.DeliverySent) != 1 {
-				t.Errorf("reports %+v, want one", h.reports)
+				t.Errorf("reports %+v, want one", h.rep.All())
 			}
 		})
 	}

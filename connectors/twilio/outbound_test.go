@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/inroute/inroute/connectors/conformance"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,7 +18,6 @@ import (
 	"github.com/inroute/inroute/connectors"
 	"github.com/inroute/inroute/connectors/twilio/twiliotest"
 	"github.com/inroute/inroute/message"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 )
@@ -39,8 +39,7 @@ type obHarness struct {
 	b   *bus.Bus
 	api *twiliotest.Server
 
-	mu      sync.Mutex
-	reports []message.Delivery
+	rep *conformance.Reports
 }
 
 func startOutbound(t *testing.T, edit func(*Options)) *obHarness {
@@ -54,26 +53,7 @@ func startOutbound(t *testing.T, edit func(*Options)) *obHarness {
 	if edit != nil {
 		edit(&opt)
 	}
-	h := &obHarness{b: b, api: api}
-	// A core subscription sees every report, even those the EVENTS
-	// stream drops as duplicates (same status:id Nats-Msg-Id).
-	sub, err := b.NC.Subscribe(bus.SubjectsDelivery, func(m *nats.Msg) {
-		d, err := message.DecodeDelivery(m.Data)
-		if err != nil {
-			t.Errorf("bad delivery report: %v", err)
-			return
-		}
-		h.mu.Lock()
-		h.reports = append(h.reports, *d)
-		h.mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.NC.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	h := &obHarness{b: b, api: api, rep: conformance.WatchReports(t, b, bus.SubjectsDelivery)}
 	h.c = New(&connectors.Inbound{Bus: b}, b, opt, zaptest.NewLogger(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -110,36 +90,16 @@ func (h *obHarness) publish(t *testing.T, o message.Outbound, msgID string) {
 	}
 }
 
-// report waits for a report of id with status and returns it.
+// report waits for n reports of id with status and returns the last.
 func (h *obHarness) report(t *testing.T, id, status string, n int) message.Delivery {
 	t.Helper()
-	var got message.Delivery
-	testbus.CheckFor(t, obWait, obEvery, func() error {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		seen := 0
-		for _, d := range h.reports {
-			if d.MessageID == id && d.Status == status {
-				got = d
-				seen++
-			}
-		}
-		if seen < n {
-			return fmt.Errorf("%d %q reports of %s, want %d; all: %+v", seen, status, id, n, h.reports)
-		}
-		return nil
-	})
-	return got
+	return h.rep.Wait(t, obWait, id, status, n)
 }
 
 func (h *obHarness) noReport(t *testing.T, id, status string) {
 	t.Helper()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, d := range h.reports {
-		if d.MessageID == id && d.Status == status {
-			t.Errorf("unexpected %s report: %+v", status, d)
-		}
+	if n := h.rep.Count(id, status); n > 0 {
+		t.Errorf("%d unexpected %s reports of %s: %+v", n, status, id, h.rep.All())
 	}
 }
 
