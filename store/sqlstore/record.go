@@ -573,22 +573,11 @@ func (b *batch) place(w *work, n int) (store.Result, error) {
 	kind := store.EventRouted
 	if conv == nil {
 		res.Started = true
-		id, err := b.alloc("conversations", n)
-		if err != nil {
+		var err error
+		if conv, err = b.newConversation(w, n, customer, store.StatusQueued); err != nil {
 			return res, err
 		}
-		topic := d.Topic
-		if topic == "" {
-			topic = "general"
-		}
-		conv = &store.Conversation{
-			ID: id, ContactID: w.writer, CustomerID: customer, Channel: m.Channel, LastChan: m.Channel, Status: store.StatusQueued,
-			Queue: d.Queue, Urgency: d.Urgency, Topic: topic, Subject: m.Subject, RulesVersion: d.RulesVersion,
-			CreatedAt: b.now, UpdatedAt: b.now, QueuedAt: b.now, LastInboundAt: b.now,
-		}
 		conv.FirstResponseDue = b.deadline(store.FirstResponse, conv)
-		b.convs[id] = conv
-		b.cands[customer] = append(b.cands[customer], conv)
 	} else {
 		res.Joined = true
 		res.PrevQueue, res.PrevUrgency, res.PrevStatus = conv.Queue, conv.Urgency, conv.Status
@@ -616,34 +605,46 @@ func (b *batch) place(w *work, n int) (store.Result, error) {
 	return res, nil
 }
 
+// newConversation starts a conversation for w's message with its
+// decision, in status.
+func (b *batch) newConversation(w *work, n int, customer int64, status store.Status) (*store.Conversation, error) {
+	m, d := w.in.Msg, w.in.Decision
+	id, err := b.alloc("conversations", n)
+	if err != nil {
+		return nil, err
+	}
+	topic := d.Topic
+	if topic == "" {
+		topic = "general"
+	}
+	conv := &store.Conversation{
+		ID: id, ContactID: w.writer, CustomerID: customer, Channel: m.Channel, LastChan: m.Channel, Status: status,
+		Queue: d.Queue, Urgency: d.Urgency, Topic: topic, Subject: m.Subject, RulesVersion: d.RulesVersion,
+		CreatedAt: b.now, UpdatedAt: b.now, QueuedAt: b.now, LastInboundAt: b.now,
+	}
+	b.convs[id] = conv
+	b.cands[customer] = append(b.cands[customer], conv)
+	return conv, nil
+}
+
 // placeAutomatic records a machine-written message. It is history, not
 // work: on the conversation it refers to it changes nothing (no status,
 // urgency, queue or response target moves, a resolved one stays
 // resolved), and with nothing to refer to it gets a conversation that is
 // resolved from the start, so no agent is ever handed it.
 func (b *batch) placeAutomatic(w *work, n int, customer int64, conv *store.Conversation, how string) (store.Result, error) {
-	m, d := w.in.Msg, w.in.Decision
+	m := w.in.Msg
 	res := store.Result{MessageID: m.ID, Threading: how, Automatic: true}
 	if conv == nil {
 		res.Started = true
-		id, err := b.alloc("conversations", n)
-		if err != nil {
+		var err error
+		if conv, err = b.newConversation(w, n, customer, store.StatusResolved); err != nil {
 			return res, err
 		}
-		topic := d.Topic
-		if topic == "" {
-			topic = "general"
-		}
 		resolved := b.now
-		conv = &store.Conversation{
-			ID: id, ContactID: w.writer, CustomerID: customer, Channel: m.Channel, LastChan: m.Channel, Status: store.StatusResolved,
-			Queue: d.Queue, Urgency: d.Urgency, Topic: topic, Subject: m.Subject, RulesVersion: d.RulesVersion,
-			CreatedAt: b.now, UpdatedAt: b.now, QueuedAt: b.now, LastInboundAt: b.now, ResolvedAt: &resolved,
-		}
-		b.convs[id] = conv
-		b.cands[customer] = append(b.cands[customer], conv)
-		b.dirty[id] = true
-		b.dirtyOrder = append(b.dirtyOrder, id)
+		conv.ResolvedAt = &resolved
+		b.dirty[conv.ID] = true
+		b.dirtyOrder = append(b.dirtyOrder, conv.ID)
 	} else {
 		res.Joined = true
 		res.PrevQueue, res.PrevUrgency, res.PrevStatus = conv.Queue, conv.Urgency, conv.Status
