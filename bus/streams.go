@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -59,13 +60,38 @@ func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 
 // EnsureStreams creates every stream, or updates it to o. It is safe to call
 // from many processes at once and on every start.
+//
+// A stream that already has the configuration is left alone: an update
+// races, inside nats-server 2.15, with consumers being created on the
+// stream by the other processes starting at the same time (the race
+// detector shows it), and there is nothing to update.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
 	for _, cfg := range StreamConfigs(o) {
+		if st, err := js.Stream(ctx, cfg.Name); err == nil && SameStream(st.CachedInfo().Config, cfg) {
+			continue
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 		}
 	}
 	return nil
+}
+
+// SameStream compares what StreamConfigs sets; the server fills in the
+// rest with its defaults.
+func SameStream(have, want jetstream.StreamConfig) bool {
+	return have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
+		have.Storage == want.Storage && have.Replicas == want.Replicas && have.Duplicates == want.Duplicates &&
+		have.AllowDirect == want.AllowDirect && have.Retention == want.Retention && have.MaxAge == want.MaxAge &&
+		unlimited(have.MaxMsgsPerSubject) == unlimited(want.MaxMsgsPerSubject) && have.Discard == want.Discard
+}
+
+// unlimited reads 0 (not set) as the server's -1 (no limit).
+func unlimited(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
 
 // StreamsPresent reports the first stream that is missing.
