@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/inroute/inroute/bus"
+
 	"go.uber.org/zap"
 )
 
@@ -42,8 +44,13 @@ func (a *Admin) registerQuarantine(mux *http.ServeMux) {
 		})
 	}
 	fail := func(w http.ResponseWriter, err error) {
-		if errors.Is(err, ErrNotQuarantined) {
+		switch {
+		case errors.Is(err, ErrNotQuarantined):
 			WriteError(w, http.StatusNotFound, CodeNotFound, err.Error())
+			return
+		case errors.Is(err, bus.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+			// The bus is away: the mail still reads, try again later.
+			WriteError(w, http.StatusServiceUnavailable, CodeUnavailable, err.Error())
 			return
 		}
 		a.Log.Warn("quarantine", zap.Error(err))
