@@ -108,6 +108,17 @@ type Message struct {
 	Automatic Automatic `json:"automatic,omitempty"`
 }
 
+// Extra keys that mean the same on every channel; each connector
+// documents its own others.
+const (
+	// ExtraQueueHint is a queue the connector suggests (an e-mail
+	// mailbox's queue setting); the rules use it when no topic matched.
+	ExtraQueueHint = "queue_hint"
+	// ExtraAutomaticReason says what gave a machine-written message away
+	// ("Auto-Submitted: auto-replied"); the routing explanation quotes it.
+	ExtraAutomaticReason = "automatic_reason"
+)
+
 // Automatic is the kind of a machine-written message.
 type Automatic string
 

@@ -279,14 +279,14 @@ func (s *Stage) route(batch []jetstream.Msg) {
 // automatic keeps the decision on a machine-written message for the
 // record (an agent who opens the conversation sees what the rules made of
 // it) and says why nothing came of it. The connector may say what gave
-// the message away in extra "automatic_reason".
+// the message away in message.ExtraAutomaticReason.
 func automatic(m *message.Message, d Decision) Decision {
 	what := "automatic message"
 	if m.Channel == message.Email {
 		what = "automatic mail"
 	}
 	kind := string(m.Automatic)
-	if reason := strings.TrimSpace(m.Extra["automatic_reason"]); reason != "" {
+	if reason := strings.TrimSpace(m.Extra[message.ExtraAutomaticReason]); reason != "" {
 		kind += ": " + reason
 	}
 	d.Explain = append(slices.Clip(d.Explain), fmt.Sprintf("%s (%s): recorded, not routed", what, kind))

@@ -124,7 +124,7 @@ type testLine struct {
 	Text    string `json:"text"`
 	From    string `json:"from"`
 	To      string `json:"to"`
-	// QueueHint is a connector's suggested queue (rules.ExtraQueueHint).
+	// QueueHint is a connector's suggested queue (message.ExtraQueueHint).
 	QueueHint string `json:"queue_hint"`
 }
 

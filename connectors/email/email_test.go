@@ -86,7 +86,7 @@ func TestIngestOrderAndFields(t *testing.T) {
 		{"message-id", m.Thread.MessageID, "<a1@customer.example>"},
 		{"in-reply-to", m.Thread.InReplyTo, "<r0@wallet.example>"},
 		{"references", strings.Join(m.Thread.References, " "), "<q0@wallet.example> <r0@wallet.example>"},
-		{"queue hint", m.Extra[ExtraQueueHint], "refunds"},
+		{"queue hint", m.Extra[message.ExtraQueueHint], "refunds"},
 		{"mailbox", m.Extra[ExtraMailbox], "support"},
 	}
 	for _, c := range checks {
@@ -456,8 +456,8 @@ func TestAttachmentsAndAutomatic(t *testing.T) {
 		!strings.HasPrefix(a[0].URL, "sha256:") || a[0].Size != 15 {
 		t.Errorf("attachments %+v", a)
 	}
-	if got[1].Automatic != message.AutoReply || got[1].Extra[ExtraAutomaticReason] == "" {
-		t.Errorf("auto-reply read as %q (%q)", got[1].Automatic, got[1].Extra[ExtraAutomaticReason])
+	if got[1].Automatic != message.AutoReply || got[1].Extra[message.ExtraAutomaticReason] == "" {
+		t.Errorf("auto-reply read as %q (%q)", got[1].Automatic, got[1].Extra[message.ExtraAutomaticReason])
 	}
 	if got[2].Automatic != message.Loop {
 		t.Errorf("our own mail read as %q", got[2].Automatic)
@@ -466,10 +466,10 @@ func TestAttachmentsAndAutomatic(t *testing.T) {
 		t.Errorf("our own reply, back, read as %q", got[3].Automatic)
 	}
 	if got[4].Automatic != "" {
-		t.Errorf("a customer's mail with a ULID Message-ID read as %q (%s)", got[4].Automatic, got[4].Extra[ExtraAutomaticReason])
+		t.Errorf("a customer's mail with a ULID Message-ID read as %q (%s)", got[4].Automatic, got[4].Extra[message.ExtraAutomaticReason])
 	}
 	if got[5].Automatic != "" {
-		t.Errorf("a customer's mail through the support group read as %q (%s)", got[5].Automatic, got[5].Extra[ExtraAutomaticReason])
+		t.Errorf("a customer's mail through the support group read as %q (%s)", got[5].Automatic, got[5].Extra[message.ExtraAutomaticReason])
 	}
 	if got[6].Automatic != message.Bulk {
 		t.Errorf("a newsletter read as %q", got[6].Automatic)

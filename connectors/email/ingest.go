@@ -20,13 +20,12 @@ import (
 	"go.uber.org/zap"
 )
 
-// Extra keys the connector sets on a message (docs/message.md).
+// Extra keys the connector sets on a message (docs/message.md), besides
+// message.ExtraQueueHint and message.ExtraAutomaticReason.
 const (
 	ExtraMailbox         = "mailbox"
 	ExtraIMAPUID         = "imap_uid"
-	ExtraQueueHint       = "queue_hint"
 	ExtraFullText        = "full_text"
-	ExtraAutomaticReason = "automatic_reason"
 	ExtraProblems        = "problems"
 	ExtraDropped         = "attachments_dropped"
 	ExtraOversize        = "oversize"
@@ -107,7 +106,7 @@ func (c *Connector) build(mb config.Mailbox, src source) (*message.Message, *par
 		m.Extra[ExtraFullText] = pm.FullText
 	}
 	if mb.Queue != "" {
-		m.Extra[ExtraQueueHint] = mb.Queue
+		m.Extra[message.ExtraQueueHint] = mb.Queue
 	}
 	group := groupList(pm.ListID, mb.Address)
 	if m.Automatic == message.Bulk && group {
@@ -122,13 +121,13 @@ func (c *Connector) build(mb config.Mailbox, src source) (*message.Message, *par
 		pm.From = pm.ReplyTo[0]
 	}
 	if pm.AutoReason != "" {
-		m.Extra[ExtraAutomaticReason] = pm.AutoReason
+		m.Extra[message.ExtraAutomaticReason] = pm.AutoReason
 	}
 	switch {
 	case c.ours[pm.From.Address]:
-		m.Automatic, m.Extra[ExtraAutomaticReason] = message.Loop, "sent from our own address "+pm.From.Address
+		m.Automatic, m.Extra[message.ExtraAutomaticReason] = message.Loop, "sent from our own address "+pm.From.Address
 	case c.isOurs(pm.MessageID):
-		m.Automatic, m.Extra[ExtraAutomaticReason] = message.Loop, "our own reply "+pm.MessageID
+		m.Automatic, m.Extra[message.ExtraAutomaticReason] = message.Loop, "our own reply "+pm.MessageID
 	}
 	var bounce *parse.Bounce
 	if b := pm.Bounce; b != nil {

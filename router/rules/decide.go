@@ -191,10 +191,6 @@ func (e *Engine) Decide(m *message.Message) router.Decision {
 	return d
 }
 
-// ExtraQueueHint is the message.Extra key by which a connector suggests a
-// queue (the e-mail connector: the queue setting of the mailbox written to).
-const ExtraQueueHint = "queue_hint"
-
 // unmatched sets the queue of a message no topic claimed, and explains it.
 // The connector's hint applies only here: what a message says outweighs
 // where it was sent (a hacked-account mail to refunds@ is security's).
@@ -203,7 +199,7 @@ func (e *Engine) unmatched(m *message.Message, d *router.Decision, fallback bool
 	if fallback {
 		line += "topic " + d.Topic + ", "
 	}
-	hint := strings.TrimSpace(m.Extra[ExtraQueueHint])
+	hint := strings.TrimSpace(m.Extra[message.ExtraQueueHint])
 	if hint == "" {
 		return line + "queue " + d.Queue
 	}
@@ -388,7 +384,7 @@ func TestMessage(tm config.TestMessage) *message.Message {
 		ChannelMessageID: "rules-test", From: message.Party{Address: from}, To: message.Party{Address: tm.To},
 		Subject: tm.Subject, Text: tm.Text}
 	if tm.QueueHint != "" {
-		m.Extra = map[string]string{ExtraQueueHint: tm.QueueHint}
+		m.Extra = map[string]string{message.ExtraQueueHint: tm.QueueHint}
 	}
 	return m
 }

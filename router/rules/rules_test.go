@@ -241,7 +241,7 @@ func hintMsg(ch message.Channel, to, hint, from, text string) *message.Message {
 	m := msg(ch, "", text, from, office)
 	m.To = message.Party{Address: to}
 	if hint != "" {
-		m.Extra = map[string]string{rules.ExtraQueueHint: hint}
+		m.Extra = map[string]string{message.ExtraQueueHint: hint}
 	}
 	return m
 }
