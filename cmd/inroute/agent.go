@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/inroute/inroute/api"
 	"io"
 	"mime"
 	"net/http"
@@ -357,6 +358,15 @@ func (c *agentClient) fail(err error) int {
 	return exitFail
 }
 
+// decode reads the API's answer into v; it says so when it cannot.
+func (c *agentClient) decode(data []byte, v any) bool {
+	if err := json.Unmarshal(data, v); err != nil {
+		fmt.Fprintf(c.stderr, "inroute agent: cannot read the answer: %v\n", err)
+		return false
+	}
+	return true
+}
+
 // printRaw prints the API's JSON answer indented.
 func (c *agentClient) printRaw(data []byte) int {
 	var buf bytes.Buffer
@@ -389,8 +399,7 @@ func (c *agentClient) view(ctx context.Context, method, path string, body any, d
 		return c.printRaw(data)
 	}
 	var v convView
-	if err := json.Unmarshal(data, &v); err != nil {
-		fmt.Fprintf(c.stderr, "inroute agent: cannot read the answer: %v\n", err)
+	if !c.decode(data, &v) {
 		return exitFail
 	}
 	now := time.Now()
@@ -576,8 +585,7 @@ func agentReply(ctx context.Context, c *agentClient, o *agentOpts, pos []string)
 		Message viewMessage `json:"message"`
 		Created bool        `json:"created"`
 	}
-	if err := json.Unmarshal(data, &ans); err != nil {
-		fmt.Fprintf(c.stderr, "inroute agent: cannot read the answer: %v\n", err)
+	if !c.decode(data, &ans) {
 		return exitFail
 	}
 	m := &ans.Message
@@ -609,8 +617,7 @@ func agentRenew(ctx context.Context, c *agentClient, _ *agentOpts, pos []string)
 	var ans struct {
 		LeaseUntil apiTime `json:"lease_until"`
 	}
-	if err := json.Unmarshal(data, &ans); err != nil {
-		fmt.Fprintf(c.stderr, "inroute agent: cannot read the answer: %v\n", err)
+	if !c.decode(data, &ans) {
 		return exitFail
 	}
 	fmt.Fprintf(c.stdout, "lease on #%d renewed until %s (%s left)\n", id, clock(ans.LeaseUntil.Time), human(time.Until(ans.LeaseUntil.Time)))
@@ -626,8 +633,7 @@ func agentQueues(ctx context.Context, c *agentClient, _ *agentOpts, _ []string) 
 		return c.printRaw(data)
 	}
 	var b queueBoard
-	if err := json.Unmarshal(data, &b); err != nil {
-		fmt.Fprintf(c.stderr, "inroute agent: cannot read the answer: %v\n", err)
+	if !c.decode(data, &b) {
 		return exitFail
 	}
 	printBoard(c.stdout, &b, time.Now())
@@ -642,16 +648,8 @@ func agentMe(ctx context.Context, c *agentClient, _ *agentOpts, _ []string) int 
 	if c.json {
 		return c.printRaw(data)
 	}
-	var me struct {
-		Name         string   `json:"name"`
-		Role         string   `json:"role"`
-		Queues       []string `json:"queues"`
-		Capacity     int      `json:"capacity"`
-		Open         int      `json:"open"`
-		LeaseSeconds int64    `json:"lease_seconds"`
-	}
-	if err := json.Unmarshal(data, &me); err != nil {
-		fmt.Fprintf(c.stderr, "inroute agent: cannot read the answer: %v\n", err)
+	var me api.Me
+	if !c.decode(data, &me) {
 		return exitFail
 	}
 	fmt.Fprintf(c.stdout, "%s (%s)\n", me.Name, me.Role)
@@ -1118,8 +1116,7 @@ func agentQuarantine(ctx context.Context, c *agentClient, _ *agentOpts, pos []st
 				Size  int64     `json:"size"`
 			} `json:"quarantine"`
 		}
-		if err := json.Unmarshal(data, &ans); err != nil {
-			fmt.Fprintf(c.stderr, "inroute agent: cannot read the answer: %v\n", err)
+		if !c.decode(data, &ans) {
 			return exitFail
 		}
 		if len(ans.Quarantine) == 0 {
